@@ -1,0 +1,124 @@
+//! Types shared by the eBPF probes (kernel side) and `vigil-agent` (user side).
+//!
+//! Everything here is `#[repr(C)]` plain data: the probes write it into maps and the ring
+//! buffer, the agent reads the same bytes back. Keep field order and sizes stable.
+#![no_std]
+
+/// Upper bound of watched destination ports (map `WATCHED_PORTS`).
+pub const MAX_WATCHED_PORTS: u32 = 4096;
+/// Upper bound of tracked sockets (LRU map `CONNECTIONS`): a SYN flood evicts the oldest.
+pub const MAX_TRACKED_SOCKETS: u32 = 65_536;
+/// Upper bound of processes whose exit is reported (map `WATCHED_PIDS`).
+pub const MAX_WATCHED_PIDS: u32 = 4096;
+/// Ring buffer sizes in bytes (power-of-two multiple of the page size).
+pub const CONNECTION_RING_BYTES: u32 = 1 << 22;
+pub const EXIT_RING_BYTES: u32 = 1 << 16;
+
+/// TCP states as in include/net/tcp_states.h.
+pub mod tcp_state {
+    pub const ESTABLISHED: i32 = 1;
+    pub const SYN_SENT: i32 = 2;
+    pub const FIN_WAIT1: i32 = 4;
+    pub const CLOSE: i32 = 7;
+    pub const CLOSE_WAIT: i32 = 8;
+}
+
+/// Bits of [`Connection::flags`].
+pub mod conn_flags {
+    /// SYN_SENT → ESTABLISHED happened.
+    pub const ESTABLISHED: u32 = 1 << 0;
+    /// An RST arrived on this socket (`tcp_receive_reset`).
+    pub const RESET_RECEIVED: u32 = 1 << 1;
+    /// This socket sent an RST (`tcp_send_reset`).
+    pub const RESET_SENT: u32 = 1 << 2;
+    /// The connecting side closed first (ESTABLISHED → FIN_WAIT1).
+    pub const CLIENT_CLOSED_FIRST: u32 = 1 << 3;
+    /// The upstream closed first (ESTABLISHED → CLOSE_WAIT).
+    pub const UPSTREAM_CLOSED_FIRST: u32 = 1 << 4;
+}
+
+/// Indices of the per-CPU `PROBE_STATS` counters.
+pub mod stat {
+    /// Connection events that did not fit into the ring buffer.
+    pub const EVENTS_LOST: u32 = 0;
+    /// Sockets to watched ports that could not be inserted into `CONNECTIONS`.
+    pub const TRACK_FAILED: u32 = 1;
+    /// Connects to watched ports seen (CLOSE → SYN_SENT).
+    pub const CONNECTS_SEEN: u32 = 2;
+    /// Owner exit events that did not fit into their ring buffer.
+    pub const EXITS_LOST: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// Indices of the `SETTINGS` array: kernel struct offsets read by the agent from BTF
+/// (CO-RE by hand; Rust eBPF has no relocations). 0 = unknown, the probe skips that read.
+pub mod setting {
+    /// `offsetof(struct sock, sk_err)`.
+    pub const SOCK_SK_ERR: u32 = 0;
+    /// `offsetof(struct task_struct, exit_code)`.
+    pub const TASK_EXIT_CODE: u32 = 1;
+    /// `offsetof(struct tcp_sock, bytes_sent)`.
+    pub const TCP_BYTES_SENT: u32 = 2;
+    /// `offsetof(struct tcp_sock, bytes_received)`.
+    pub const TCP_BYTES_RECEIVED: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// Per-socket state kept in the `CONNECTIONS` map from connect() to close.
+/// Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds; 0 = did not happen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub connect_ns: u64,
+    pub established_ns: u64,
+    pub first_send_ns: u64,
+    pub first_byte_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: [u8; 16],
+    /// IPv4 in the first 4 bytes when `family` is AF_INET.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub syn_retransmits: u16,
+    pub retransmits: u32,
+    pub flags: u32,
+}
+
+/// Emitted once per tracked socket when it reaches TCP_CLOSE.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionClosed {
+    pub conn: Connection,
+    pub closed_ns: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// `sk->sk_err` at close (111 refused, 110 timed out, 104 reset, 113/101 unreachable);
+    /// -1 when the offset is unknown.
+    pub sk_err: i32,
+    /// The state the socket left for CLOSE (SYN_SENT = the connect failed).
+    pub old_state: i32,
+}
+
+/// Emitted when the last thread of a watched process (an upstream owner) exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessExit {
+    pub ts_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    /// `task->exit_code`: (status << 8) | terminating signal; -1 when the offset is unknown.
+    pub exit_code: i32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] data without padding-dependent invariants.
+    unsafe impl aya::Pod for super::Connection {}
+    unsafe impl aya::Pod for super::ConnectionClosed {}
+    unsafe impl aya::Pod for super::ProcessExit {}
+}

@@ -1,0 +1,63 @@
+//! Maps shared by the programs, and the small helpers around them.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use vigil_agent_ebpf::{
+    Connection, CONNECTION_RING_BYTES, EXIT_RING_BYTES, MAX_TRACKED_SOCKETS, MAX_WATCHED_PIDS,
+    MAX_WATCHED_PORTS,
+};
+
+/// Destination ports (host order) whose connects are tracked; set by the agent.
+#[map]
+pub static WATCHED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_WATCHED_PORTS, 0);
+
+/// Processes (tgid) whose exit is reported: upstream owners; set by the agent.
+#[map]
+pub static WATCHED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_PIDS, 0);
+
+/// Tracked sockets by `struct sock` address. LRU so a flood cannot exhaust it.
+#[map]
+pub static CONNECTIONS: LruHashMap<u64, Connection> =
+    LruHashMap::with_max_entries(MAX_TRACKED_SOCKETS, 0);
+
+#[map]
+pub static CONNECTION_EVENTS: RingBuf = RingBuf::with_byte_size(CONNECTION_RING_BYTES, 0);
+
+#[map]
+pub static EXIT_EVENTS: RingBuf = RingBuf::with_byte_size(EXIT_RING_BYTES, 0);
+
+#[map]
+pub static PROBE_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(vigil_agent_ebpf::stat::COUNT, 0);
+
+#[map]
+pub static SETTINGS: Array<u64> = Array::with_max_entries(vigil_agent_ebpf::setting::COUNT, 0);
+
+#[inline(always)]
+pub fn count(stat: u32) {
+    if let Some(counter) = PROBE_STATS.get_ptr_mut(stat) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// A kernel struct offset from `SETTINGS`, `None` when the agent could not find it in BTF.
+#[inline(always)]
+pub fn setting(index: u32) -> Option<usize> {
+    match SETTINGS.get(index) {
+        Some(&offset) if offset != 0 => Some(offset as usize),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+pub fn tracked(skaddr: u64) -> Option<*mut Connection> {
+    CONNECTIONS.get_ptr_mut(skaddr)
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}

@@ -1,0 +1,55 @@
+//! Exit of a watched process (an upstream owner): `sched/sched_process_exit` when the whole
+//! thread group is gone, with `task->exit_code` (status << 8 | signal) read at the offset the
+//! agent found in BTF.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_probe_read_kernel,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use vigil_agent_ebpf::{setting, stat, ProcessExit};
+
+use crate::maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS};
+
+// sched/sched_process_exit
+const PE_GROUP_DEAD: usize = 32;
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: lookup only.
+    if unsafe { WATCHED_PIDS.get(tgid) }.is_none() {
+        return 0;
+    }
+    // SAFETY: offset from the tracepoint's format file.
+    if unsafe { ctx.read_at::<u8>(PE_GROUP_DEAD) }.unwrap_or(1) == 0 {
+        return 0;
+    }
+    let exit_code = match setting(setting::TASK_EXIT_CODE) {
+        Some(offset) => {
+            // SAFETY: `current` is valid while it runs; offset from BTF.
+            let task = unsafe { bpf_get_current_task() } as usize;
+            unsafe { bpf_probe_read_kernel((task + offset) as *const i32) }.unwrap_or(-1)
+        }
+        None => -1,
+    };
+    let Some(mut entry) = EXIT_EVENTS.reserve::<ProcessExit>(0) else {
+        count(stat::EXITS_LOST);
+        return 0;
+    };
+    entry.write(ProcessExit {
+        ts_ns: now_ns(),
+        tgid,
+        pid: pid_tgid as u32,
+        exit_code,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    });
+    // Exits are rare and worth reacting to: wake the reader.
+    entry.submit(0);
+    let _ = WATCHED_PIDS.remove(tgid);
+    0
+}
