@@ -8,7 +8,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use vigil_agent_ebpf::{
-    conn_flags, setting, stat, tcp_state, Connection, ConnectionClosed,
+    conn_flags,
+    fields::{
+        inet_sock_set_state as ss, tcp_receive_reset as rr, tcp_retransmit_skb as rt,
+        tcp_send_reset as sr,
+    },
+    setting, stat, tcp_state, Connection, ConnectionClosed,
 };
 
 use crate::maps::{
@@ -18,26 +23,6 @@ use crate::maps::{
 const IPPROTO_TCP: u16 = 6;
 const AF_INET: u16 = 2;
 
-// sock/inet_sock_set_state
-const SS_SKADDR: usize = 8;
-const SS_OLDSTATE: usize = 16;
-const SS_NEWSTATE: usize = 20;
-const SS_SPORT: usize = 24;
-const SS_DPORT: usize = 26;
-const SS_FAMILY: usize = 28;
-const SS_PROTOCOL: usize = 30;
-const SS_SADDR: usize = 32;
-const SS_DADDR: usize = 36;
-const SS_SADDR_V6: usize = 40;
-const SS_DADDR_V6: usize = 56;
-
-// tcp/tcp_retransmit_skb
-const RT_SKADDR: usize = 16;
-const RT_STATE: usize = 24;
-// tcp/tcp_receive_reset
-const RR_SKADDR: usize = 8;
-// tcp/tcp_send_reset
-const SR_SKADDR: usize = 16;
 
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
@@ -47,12 +32,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
-    if unsafe { ctx.read_at::<u16>(SS_PROTOCOL)? } != IPPROTO_TCP {
+    if unsafe { ctx.read_at::<u16>(ss::PROTOCOL)? } != IPPROTO_TCP {
         return Ok(());
     }
-    let skaddr: u64 = unsafe { ctx.read_at(SS_SKADDR)? };
-    let old: i32 = unsafe { ctx.read_at(SS_OLDSTATE)? };
-    let new: i32 = unsafe { ctx.read_at(SS_NEWSTATE)? };
+    let skaddr: u64 = unsafe { ctx.read_at(ss::SKADDR)? };
+    let old: i32 = unsafe { ctx.read_at(ss::OLDSTATE)? };
+    let new: i32 = unsafe { ctx.read_at(ss::NEWSTATE)? };
     if old == tcp_state::CLOSE && new == tcp_state::SYN_SENT {
         return unsafe { start_tracking(ctx, skaddr) };
     }
@@ -66,8 +51,8 @@ unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
             conn.established_ns = now_ns();
             conn.flags |= conn_flags::ESTABLISHED;
             // The source port is still 0 at SYN_SENT; here it is known.
-            conn.sport = unsafe { ctx.read_at(SS_SPORT)? };
-            conn.saddr = unsafe { read_addr(ctx, conn.family, SS_SADDR, SS_SADDR_V6)? };
+            conn.sport = unsafe { ctx.read_at(ss::SPORT)? };
+            conn.saddr = unsafe { read_addr(ctx, conn.family, ss::SADDR, ss::SADDR_V6)? };
         }
         (tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1) => {
             conn.flags |= conn_flags::CLIENT_CLOSED_FIRST;
@@ -76,8 +61,10 @@ unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
             conn.flags |= conn_flags::UPSTREAM_CLOSED_FIRST;
         }
         (_, tcp_state::CLOSE) => {
+            // A failed connect never saw ESTABLISHED; its address is bound by now.
             if conn.sport == 0 {
-                conn.sport = unsafe { ctx.read_at(SS_SPORT)? };
+                conn.sport = unsafe { ctx.read_at(ss::SPORT)? };
+                conn.saddr = unsafe { read_addr(ctx, conn.family, ss::SADDR, ss::SADDR_V6)? };
             }
             unsafe { emit_closed(conn, skaddr, old) };
             let _ = CONNECTIONS.remove(skaddr);
@@ -90,20 +77,20 @@ unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
 /// CLOSE → SYN_SENT runs inside connect(): `current` is the connecting process, which later
 /// transitions (softirq, timers) cannot tell. Record it now.
 unsafe fn start_tracking(ctx: &TracePointContext, skaddr: u64) -> Result<(), i32> {
-    let dport: u16 = unsafe { ctx.read_at(SS_DPORT)? };
+    let dport: u16 = unsafe { ctx.read_at(ss::DPORT)? };
     // SAFETY: lookup only.
     if unsafe { WATCHED_PORTS.get(dport) }.is_none() {
         return Ok(());
     }
     count(stat::CONNECTS_SEEN);
-    let family: u16 = unsafe { ctx.read_at(SS_FAMILY)? };
+    let family: u16 = unsafe { ctx.read_at(ss::FAMILY)? };
     let pid_tgid = bpf_get_current_pid_tgid();
     let conn = Connection {
         connect_ns: now_ns(),
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        daddr: unsafe { read_addr(ctx, family, SS_DADDR, SS_DADDR_V6)? },
+        daddr: unsafe { read_addr(ctx, family, ss::DADDR, ss::DADDR_V6)? },
         family,
         dport,
         ..Connection::default()
@@ -159,11 +146,11 @@ unsafe fn emit_closed(conn: &Connection, skaddr: u64, old_state: i32) {
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file.
-    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(RT_SKADDR) }) else {
+    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(rt::SKADDR) }) else {
         return 0;
     };
     if let Some(conn) = tracked(skaddr) {
-        let state: i32 = unsafe { ctx.read_at(RT_STATE) }.unwrap_or(0);
+        let state: i32 = unsafe { ctx.read_at(rt::STATE) }.unwrap_or(0);
         // SAFETY: pointer into the map value.
         let conn = unsafe { &mut *conn };
         if state == tcp_state::SYN_SENT {
@@ -177,13 +164,13 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    mark(&ctx, RR_SKADDR, conn_flags::RESET_RECEIVED);
+    mark(&ctx, rr::SKADDR, conn_flags::RESET_RECEIVED);
     0
 }
 
 #[tracepoint(category = "tcp", name = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    mark(&ctx, SR_SKADDR, conn_flags::RESET_SENT);
+    mark(&ctx, sr::SKADDR, conn_flags::RESET_SENT);
     0
 }
 

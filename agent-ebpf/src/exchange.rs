@@ -6,11 +6,10 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 
+use vigil_agent_ebpf::fields::tcp_probe as tp;
+
 use crate::maps::{now_ns, tracked};
 
-// tcp/tcp_probe
-const TP_DATA_LEN: usize = 76;
-const TP_SKADDR: usize = 128;
 
 #[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
 pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
@@ -29,7 +28,7 @@ pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
 #[tracepoint(category = "tcp", name = "tcp_probe")]
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file.
-    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(TP_SKADDR) }) else {
+    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(tp::SKADDR) }) else {
         return 0;
     };
     let Some(conn) = tracked(skaddr) else {
@@ -37,7 +36,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: pointer into the map value.
     let conn = unsafe { &mut *conn };
-    if conn.first_byte_ns == 0 && unsafe { ctx.read_at::<u16>(TP_DATA_LEN) }.unwrap_or(0) > 0 {
+    if conn.first_byte_ns == 0 && unsafe { ctx.read_at::<u16>(tp::DATA_LEN) }.unwrap_or(0) > 0 {
         conn.first_byte_ns = now_ns();
     }
     0

@@ -9,12 +9,10 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use vigil_agent_ebpf::{setting, stat, ProcessExit};
+use vigil_agent_ebpf::{fields, setting, stat, ProcessExit};
 
 use crate::maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS};
 
-// sched/sched_process_exit
-const PE_GROUP_DEAD: usize = 32;
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
@@ -25,7 +23,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: offset from the tracepoint's format file.
-    if unsafe { ctx.read_at::<u8>(PE_GROUP_DEAD) }.unwrap_or(1) == 0 {
+    if unsafe { ctx.read_at::<u8>(fields::sched_process_exit::GROUP_DEAD) }.unwrap_or(1) == 0 {
         return 0;
     }
     let exit_code = match setting(setting::TASK_EXIT_CODE) {

@@ -1,0 +1,301 @@
+//! Load the eBPF object, check the kernel it runs on, attach what attaches, and read back
+//! what the probes recorded. A probe that cannot attach costs its capability, not the agent.
+use std::{collections::BTreeSet, path::Path};
+
+use aya::{
+    include_bytes_aligned,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+    Ebpf, EbpfError,
+};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+use vigil_agent_ebpf::{fields::LAYOUTS, setting, stat, ConnectionClosed, ProcessExit};
+
+use crate::btf::KernelBtf;
+
+static PROBES: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil-probes"));
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading eBPF needs root (or CAP_BPF + CAP_PERFMON): {0}")]
+    Permission(String),
+    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}; mount it with `mount -t tracefs nodev {TRACEFS}`")]
+    Tracefs(std::io::Error),
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[from] EbpfError),
+    #[error("the core probe sock/inet_sock_set_state did not attach: {0}; vigil cannot see connects on this kernel")]
+    CoreProbe(String),
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+}
+
+/// What this kernel let the agent see; exported so a missing tracepoint is visible, not silent.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Capabilities {
+    pub available: BTreeSet<&'static str>,
+    pub missing: Vec<MissingCapability>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingCapability {
+    pub capability: &'static str,
+    pub reason: String,
+}
+
+impl Capabilities {
+    fn lost(&mut self, capability: &'static str, reason: String) {
+        warn!(capability, %reason, "capability unavailable on this kernel");
+        self.missing.push(MissingCapability { capability, reason });
+    }
+}
+
+/// Probe counters summed over CPUs.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ProbeStats {
+    pub events_lost: u64,
+    pub track_failed: u64,
+    pub connects_seen: u64,
+    pub exits_lost: u64,
+}
+
+/// (program, capability, category, tracepoint); category "raw" = raw tracepoint.
+const PROGRAMS: &[(&str, &str, &str, &str)] = &[
+    ("inet_sock_set_state", "connect_outcomes", "sock", "inet_sock_set_state"),
+    ("tcp_retransmit_skb", "syn_retransmits", "tcp", "tcp_retransmit_skb"),
+    ("tcp_receive_reset", "resets_received", "tcp", "tcp_receive_reset"),
+    ("tcp_send_reset", "resets_sent", "tcp", "tcp_send_reset"),
+    ("tcp_sendmsg_locked", "request_sent_time", "raw", "tcp_sendmsg_locked"),
+    ("tcp_probe", "first_byte", "tcp", "tcp_probe"),
+    ("sched_process_exit", "owner_exits", "sched", "sched_process_exit"),
+];
+
+/// (setting index, capability, struct, member)
+const OFFSETS: &[(u32, &str, &str, &str)] = &[
+    (setting::SOCK_SK_ERR, "connect_errno", "sock", "sk_err"),
+    (setting::TASK_EXIT_CODE, "exit_status", "task_struct", "exit_code"),
+    (setting::TCP_BYTES_SENT, "bytes_sent", "tcp_sock", "bytes_sent"),
+    (setting::TCP_BYTES_RECEIVED, "bytes_received", "tcp_sock", "bytes_received"),
+];
+
+pub struct Probes {
+    ebpf: Ebpf,
+    connections: RingBuf<MapData>,
+    exits: RingBuf<MapData>,
+    watched_ports: BTreeSet<u16>,
+    pub capabilities: Capabilities,
+}
+
+impl Probes {
+    pub fn load() -> Result<Self, ProbeError> {
+        ensure_tracefs()?;
+        relax_memlock();
+        let mut ebpf = Ebpf::load(PROBES).map_err(|e| match permission_denied(&e) {
+            true => ProbeError::Permission(e.to_string()),
+            false => ProbeError::Load(e),
+        })?;
+        let mut capabilities = Capabilities::default();
+        write_offsets(&mut ebpf, &mut capabilities)?;
+        attach_all(&mut ebpf, &mut capabilities)?;
+        let connections = take_ring(&mut ebpf, "CONNECTION_EVENTS")?;
+        let exits = take_ring(&mut ebpf, "EXIT_EVENTS")?;
+        Ok(Probes { ebpf, connections, exits, watched_ports: BTreeSet::new(), capabilities })
+    }
+
+    /// Replace the set of watched destination ports.
+    pub fn set_watched_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut("WATCHED_PORTS").expect("map in object");
+        let mut map: HashMap<_, u16, u8> =
+            HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+        for port in self.watched_ports.difference(ports) {
+            let _ = map.remove(port);
+        }
+        for port in ports.difference(&self.watched_ports) {
+            map.insert(port, 1, 0).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+        }
+        self.watched_ports = ports.clone();
+        Ok(())
+    }
+
+    /// Report this process's exit (an upstream owner). The probe forgets it after one exit.
+    pub fn watch_pid(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut("WATCHED_PIDS").expect("map in object");
+        let mut map: HashMap<_, u32, u8> =
+            HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
+        map.insert(tgid, 1, 0).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))
+    }
+
+    pub fn drain_connections(&mut self, mut each: impl FnMut(ConnectionClosed)) -> usize {
+        drain(&mut self.connections, &mut each)
+    }
+
+    pub fn drain_exits(&mut self, mut each: impl FnMut(ProcessExit)) -> usize {
+        drain(&mut self.exits, &mut each)
+    }
+
+    pub fn stats(&self) -> ProbeStats {
+        let map = self.ebpf.map("PROBE_STATS").expect("map in object");
+        let Ok(map) = PerCpuArray::<_, u64>::try_from(map) else {
+            return ProbeStats::default();
+        };
+        let sum = |index: u32| map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        ProbeStats {
+            events_lost: sum(stat::EVENTS_LOST),
+            track_failed: sum(stat::TRACK_FAILED),
+            connects_seen: sum(stat::CONNECTS_SEEN),
+            exits_lost: sum(stat::EXITS_LOST),
+        }
+    }
+}
+
+fn drain<T: Copy>(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(T)) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<T>() {
+            // SAFETY: the probe wrote a T (#[repr(C)], Copy) at the start of this record.
+            each(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<T>()) });
+            n += 1;
+        }
+    }
+    n
+}
+
+fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, ProbeError> {
+    let map = ebpf.take_map(name).expect("map in object");
+    RingBuf::try_from(map).map_err(|e| ProbeError::Map(name, e))
+}
+
+fn permission_denied(e: &EbpfError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)")
+}
+
+/// EPERM without CAP_SYS_RESOURCE is harmless on 6.x (memcg accounting): ignore it quietly.
+fn relax_memlock() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall on a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        debug!("setrlimit(MEMLOCK) refused; fine on kernels with memcg accounting");
+    }
+}
+
+fn ensure_tracefs() -> Result<(), ProbeError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    info!("tracefs not mounted; mounting it at {TRACEFS}");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .status()
+        .map_err(ProbeError::Tracefs)?;
+    if status.success() && Path::new(TRACEFS).join("events").is_dir() {
+        Ok(())
+    } else {
+        Err(ProbeError::Tracefs(std::io::Error::other(format!("mount exited with {status}"))))
+    }
+}
+
+fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<(), ProbeError> {
+    let btf = match KernelBtf::from_sys_fs() {
+        Ok(btf) => Some(btf),
+        Err(e) => {
+            warn!("{e}; errno, exit status and byte counts will be missing");
+            None
+        }
+    };
+    let map = ebpf.map_mut("SETTINGS").expect("map in object");
+    let mut settings: Array<_, u64> =
+        Array::try_from(map).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+    for &(index, capability, strukt, member) in OFFSETS {
+        match btf.as_ref().and_then(|b| b.member_offset(strukt, member)) {
+            Some(offset) => {
+                settings.set(index, offset, 0).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+                caps.available.insert(capability);
+            }
+            None => caps.lost(capability, format!("struct {strukt}.{member} not found in BTF")),
+        }
+    }
+    Ok(())
+}
+
+fn attach_all(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<(), ProbeError> {
+    for &(program, capability, category, event) in PROGRAMS {
+        match attach_one(ebpf, program, category, event) {
+            Ok(()) => {
+                caps.available.insert(capability);
+            }
+            Err(reason) if program == "inet_sock_set_state" => {
+                return Err(ProbeError::CoreProbe(reason))
+            }
+            Err(reason) => caps.lost(capability, format!("{category}/{event}: {reason}")),
+        }
+    }
+    Ok(())
+}
+
+fn attach_one(ebpf: &mut Ebpf, program: &str, category: &str, event: &str) -> Result<(), String> {
+    let prog = ebpf.program_mut(program).ok_or("program missing from the object")?;
+    if category == "raw" {
+        let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+        prog.load().map_err(|e| format!("load: {e}"))?;
+        prog.attach(event).map_err(|e| format!("attach: {e}"))?;
+        return Ok(());
+    }
+    check_layout(category, event)?;
+    let prog: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+    prog.load().map_err(|e| format!("load: {e}"))?;
+    prog.attach(category, event).map_err(|e| format!("attach: {e}"))?;
+    Ok(())
+}
+
+/// The probes read fields at fixed offsets; refuse a tracepoint whose layout moved.
+fn check_layout(category: &str, event: &str) -> Result<(), String> {
+    let Some((_, _, expected)) = LAYOUTS.iter().find(|(c, e, _)| *c == category && *e == event)
+    else {
+        return Ok(());
+    };
+    let path = Path::new(TRACEFS).join("events").join(category).join(event).join("format");
+    let format = std::fs::read_to_string(&path)
+        .map_err(|e| format!("tracepoint not available ({}: {e})", path.display()))?;
+    for &(field, offset) in expected.iter() {
+        match field_offset(&format, field) {
+            Some(actual) if actual == offset => {}
+            Some(actual) => {
+                return Err(format!("field {field} at offset {actual}, probe expects {offset}"))
+            }
+            None => return Err(format!("field {field} missing from {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Offset of `field` in a tracefs `format` file (`field:__u16 sport;\toffset:24;...`).
+pub fn field_offset(format: &str, field: &str) -> Option<usize> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl.split_whitespace().last()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        rest.trim().strip_prefix("offset:")?.split(';').next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_offset;
+
+    #[test]
+    fn reads_offsets_from_format_files() {
+        let format = "name: inet_sock_set_state\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+            \tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n";
+        assert_eq!(field_offset(format, "skaddr"), Some(8));
+        assert_eq!(field_offset(format, "saddr"), Some(32));
+        assert_eq!(field_offset(format, "daddr"), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! Turns what the probes recorded about one socket into a `ConnectionRecord`: the connect
+//! outcome and its cause, connect time, time to first response byte and silent closes.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::Serialize;
+use vigil_agent_ebpf::{conn_flags, tcp_state, ConnectionClosed};
+
+use crate::clock::MonotonicClock;
+
+/// How a connect to an upstream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectOutcome {
+    Ok,
+    Refused,
+    Timeout,
+    Reset,
+    Unreachable,
+    Error,
+}
+
+impl ConnectOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Unreachable => "unreachable",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Who ended an established connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClosedBy {
+    Client,
+    Upstream,
+    Reset,
+}
+
+/// One finished connection to a watched upstream, as `vigil-agent trace` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRecord {
+    /// Wall-clock time of the connect() call, RFC 3339 UTC.
+    pub ts: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub result: ConnectOutcome,
+    /// `sk_err` when the kernel recorded one (111, 110, 104, 113, ...).
+    pub errno: Option<i32>,
+    /// Handshake time for `ok`; time until the connect failed or was abandoned otherwise.
+    pub connect_ms: f64,
+    /// From the request's first send to the response's first byte; null when none came.
+    pub first_byte_ms: Option<f64>,
+    /// The client sent a request and closed before any response byte (a read timeout).
+    pub silent_close: bool,
+    pub syn_retransmits: u16,
+    pub retransmits: u32,
+    pub reset: bool,
+    pub closed_by: Option<ClosedBy>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// connect() to close.
+    pub duration_ms: f64,
+}
+
+const ECONNRESET: i32 = 104;
+const ECONNREFUSED: i32 = 111;
+const ETIMEDOUT: i32 = 110;
+const ENETUNREACH: i32 = 101;
+const EHOSTDOWN: i32 = 112;
+const EHOSTUNREACH: i32 = 113;
+
+/// Classify a connect that never reached ESTABLISHED.
+///
+/// sk_err is set before the socket moves to CLOSE when the kernel gives up (RST, ICMP, SYN
+/// retries exhausted). sk_err 0 means the application closed the socket while SYNs were
+/// unanswered: nginx abandoning at `proxy_connect_timeout`, i.e. a timeout.
+pub fn failed_connect_outcome(sk_err: i32, flags: u32) -> ConnectOutcome {
+    match sk_err {
+        ECONNREFUSED => ConnectOutcome::Refused,
+        ETIMEDOUT => ConnectOutcome::Timeout,
+        ENETUNREACH | EHOSTUNREACH | EHOSTDOWN => ConnectOutcome::Unreachable,
+        ECONNRESET => ConnectOutcome::Reset,
+        // Unknown sk_err offset: an RST answering a SYN is a refusal.
+        _ if flags & conn_flags::RESET_RECEIVED != 0 => ConnectOutcome::Refused,
+        0 | -1 => ConnectOutcome::Timeout,
+        _ => ConnectOutcome::Error,
+    }
+}
+
+fn millis(from_ns: u64, to_ns: u64) -> f64 {
+    to_ns.saturating_sub(from_ns) as f64 / 1e6
+}
+
+fn addr(family: u16, bytes: [u8; 16], port: u16) -> SocketAddr {
+    let ip = if family == libc::AF_INET as u16 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    };
+    SocketAddr::new(ip, port)
+}
+
+pub fn comm_str(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+impl ConnectionRecord {
+    pub fn from_event(ev: &ConnectionClosed, clock: &MonotonicClock) -> Self {
+        let c = &ev.conn;
+        let established = c.flags & conn_flags::ESTABLISHED != 0;
+        let reset = c.flags & conn_flags::RESET_RECEIVED != 0;
+        let result = if established && ev.old_state != tcp_state::SYN_SENT {
+            ConnectOutcome::Ok
+        } else {
+            failed_connect_outcome(ev.sk_err, c.flags)
+        };
+        let closed_by = established.then(|| {
+            if reset {
+                ClosedBy::Reset
+            } else if c.flags & conn_flags::UPSTREAM_CLOSED_FIRST != 0 {
+                ClosedBy::Upstream
+            } else {
+                ClosedBy::Client
+            }
+        });
+        let request_ns = if c.first_send_ns != 0 { c.first_send_ns } else { c.established_ns };
+        let first_byte_ms =
+            (c.first_byte_ns != 0 && established).then(|| millis(request_ns, c.first_byte_ns));
+        let silent_close = closed_by == Some(ClosedBy::Client)
+            && c.first_send_ns != 0
+            && c.first_byte_ns == 0;
+        let connect_end = if result == ConnectOutcome::Ok { c.established_ns } else { ev.closed_ns };
+        ConnectionRecord {
+            ts: clock.rfc3339(c.connect_ns),
+            pid: c.tgid,
+            tid: c.pid,
+            comm: comm_str(&c.comm),
+            src: addr(c.family, c.saddr, c.sport),
+            dst: addr(c.family, c.daddr, c.dport),
+            result,
+            errno: (ev.sk_err > 0).then_some(ev.sk_err),
+            connect_ms: millis(c.connect_ns, connect_end),
+            first_byte_ms,
+            silent_close,
+            syn_retransmits: c.syn_retransmits,
+            retransmits: c.retransmits,
+            reset,
+            closed_by,
+            bytes_sent: ev.bytes_sent,
+            bytes_received: ev.bytes_received,
+            duration_ms: millis(c.connect_ns, ev.closed_ns),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_agent_ebpf::Connection;
+
+    fn event(flags: u32, old_state: i32, sk_err: i32) -> ConnectionClosed {
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        ConnectionClosed {
+            conn: Connection {
+                connect_ns: 1_000_000,
+                established_ns: if flags & conn_flags::ESTABLISHED != 0 { 1_500_000 } else { 0 },
+                tgid: 42,
+                pid: 43,
+                comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+                daddr,
+                saddr: daddr,
+                family: libc::AF_INET as u16,
+                sport: 40000,
+                dport: 8084,
+                flags,
+                ..Connection::default()
+            },
+            closed_ns: 61_000_000,
+            sk_err,
+            old_state,
+            ..ConnectionClosed::default()
+        }
+    }
+
+    #[test]
+    fn failed_connects_are_classified_by_errno() {
+        let clock = MonotonicClock::now();
+        let rec = |flags, err| ConnectionRecord::from_event(&event(flags, 2, err), &clock).result;
+        assert_eq!(rec(conn_flags::RESET_RECEIVED, 111), ConnectOutcome::Refused);
+        assert_eq!(rec(conn_flags::RESET_RECEIVED, -1), ConnectOutcome::Refused);
+        assert_eq!(rec(0, 110), ConnectOutcome::Timeout);
+        assert_eq!(rec(0, 0), ConnectOutcome::Timeout, "abandoned by nginx");
+        assert_eq!(rec(0, 113), ConnectOutcome::Unreachable);
+        assert_eq!(rec(0, 101), ConnectOutcome::Unreachable);
+        assert_eq!(rec(0, 12), ConnectOutcome::Error);
+    }
+
+    #[test]
+    fn silent_close_needs_a_request_and_no_byte() {
+        let clock = MonotonicClock::now();
+        let flags = conn_flags::ESTABLISHED | conn_flags::CLIENT_CLOSED_FIRST;
+        let mut ev = event(flags, tcp_state::CLOSE_WAIT, 0);
+        ev.conn.first_send_ns = 1_600_000;
+        let r = ConnectionRecord::from_event(&ev, &clock);
+        assert_eq!(r.result, ConnectOutcome::Ok);
+        assert!(r.silent_close);
+        assert_eq!(r.first_byte_ms, None);
+        assert_eq!(r.connect_ms, 0.5);
+        assert_eq!(r.dst.to_string(), "127.0.0.1:8084");
+        assert_eq!(r.comm, "nginx");
+
+        ev.conn.first_byte_ns = 201_600_000;
+        let r = ConnectionRecord::from_event(&ev, &clock);
+        assert!(!r.silent_close);
+        assert_eq!(r.first_byte_ms, Some(200.0));
+
+        let mut no_request = event(flags, tcp_state::CLOSE_WAIT, 0);
+        no_request.conn.first_send_ns = 0;
+        assert!(!ConnectionRecord::from_event(&no_request, &clock).silent_close);
+    }
+
+    #[test]
+    fn reset_mid_response_is_not_a_silent_close() {
+        let clock = MonotonicClock::now();
+        let flags = conn_flags::ESTABLISHED | conn_flags::RESET_RECEIVED;
+        let mut ev = event(flags, tcp_state::ESTABLISHED, 104);
+        ev.conn.first_send_ns = 1_600_000;
+        let r = ConnectionRecord::from_event(&ev, &clock);
+        assert_eq!(r.closed_by, Some(ClosedBy::Reset));
+        assert!(r.reset && !r.silent_close);
+    }
+}
