@@ -1,0 +1,62 @@
+//! `vigil-agent trace` as a child process; its JSON lines parsed after it stops.
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    thread::JoinHandle,
+};
+
+use serde_json::Value;
+
+use crate::bin;
+
+pub struct Trace {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+}
+
+impl Trace {
+    pub fn start(ports: &[u16]) -> Trace {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let mut child = Command::new(bin("vigil-agent"))
+            .args(["trace", "--ports", &ports.join(",")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vigil-agent trace");
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = stdout.read_to_string(&mut out);
+            out
+        });
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("vigil-agent trace: ready") {
+                // Keep draining stderr (to ours) so the agent never blocks on a full pipe.
+                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
+                return Trace { child, stdout: Some(reader) };
+            }
+            seen.push(line);
+        }
+        panic!("vigil-agent trace exited before ready:\n{}", seen.join("\n"));
+    }
+
+    /// SIGTERM, then every JSON record printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "vigil-agent trace failed: {status}");
+        let out = self.stdout.take().unwrap().join().unwrap();
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

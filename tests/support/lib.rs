@@ -1,0 +1,56 @@
+//! Test harness: real nginx with its own prefix, small upstreams, nft rules and the
+//! `vigil-agent` binary, all on 127.0.0.1 with ports picked per test.
+pub mod agent;
+pub mod nginx;
+pub mod nft;
+pub mod upstreams;
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+/// A port nothing listens on right now (the kernel's pick, released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Where `cargo xtask test` put the binaries (VIGIL_BIN_DIR), else target/debug.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("VIGIL_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(path.exists(), "{} missing: run `cargo xtask test`", path.display());
+    path
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vigil-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Minimal HTTP/1.0 GET; returns the status code.
+pub fn http_get(port: u16, path: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {response:?}"))
+}
+
+/// Parent pid from /proc/PID/status.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,82 @@
+//! A real nginx (Debian package) with its own prefix and config, run in the foreground.
+use std::{
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{free_port, scratch_dir};
+
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+/// One `location` proxied to a loopback port.
+pub struct Route<'a> {
+    pub path: &'a str,
+    pub upstream_port: u16,
+}
+
+impl Nginx {
+    /// `timeouts` are proxy_connect_timeout and proxy_read_timeout for every route.
+    pub fn start(tag: &str, routes: &[Route], timeouts: &str) -> Nginx {
+        let dir = scratch_dir(tag);
+        let port = free_port();
+        let mut locations = String::new();
+        for r in routes {
+            locations += &format!(
+                "    location {} {{ proxy_pass http://127.0.0.1:{}/; }}\n",
+                r.path, r.upstream_port
+            );
+        }
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\nerror_log {d}/error.log info;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {d}/access.log;\n  {timeouts}\n\
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             server {{\n    listen 127.0.0.1:{port};\n{locations}  }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("nginx installed (cargo xtask setup)");
+        let nginx = Nginx { child, port, dir };
+        nginx.wait_listening();
+        nginx
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn master_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT = graceful stop; nginx's workers follow the master.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,105 @@
+//! `vigil-agent trace` against real nginx and real kernel events: each case asserts the
+//! outcome, the port, and that the connecting process is the nginx worker we started.
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil_e2e::{
+    agent::Trace,
+    free_port, http_get,
+    nft::SynDrop,
+    nginx::{Nginx, Route},
+    ppid,
+    upstreams::{http_ok, silent},
+};
+
+/// The records for `port`; the machine is shared, other traffic is ignored.
+fn records_for(records: &[Value], port: u16) -> Vec<&Value> {
+    let dst = format!("127.0.0.1:{port}");
+    records.iter().filter(|r| r["dst"] == dst.as_str()).collect()
+}
+
+fn assert_from_nginx_worker(record: &Value, nginx: &Nginx) {
+    assert_eq!(record["comm"], "nginx", "{record}");
+    let pid = record["pid"].as_u64().unwrap() as u32;
+    assert_eq!(ppid(pid), Some(nginx.master_pid()), "pid {pid} is not our nginx's worker");
+}
+
+fn only_record<'a>(records: &'a [Value], port: u16) -> &'a Value {
+    let mine = records_for(records, port);
+    assert_eq!(mine.len(), 1, "expected one connection to {port}, got {mine:#?}");
+    mine[0]
+}
+
+#[test]
+fn healthy_upstream_is_ok_with_first_byte_time() {
+    let upstream = http_ok(Duration::from_millis(200));
+    let nginx = Nginx::start("ok", &[Route { path: "/", upstream_port: upstream.port }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 5s;");
+    let trace = Trace::start(&[upstream.port]);
+    assert_eq!(http_get(nginx.port, "/"), 200);
+    let records = trace.stop();
+    let r = only_record(&records, upstream.port);
+    assert_eq!(r["result"], "ok");
+    assert_from_nginx_worker(r, &nginx);
+    let first_byte = r["first_byte_ms"].as_f64().expect("first byte measured");
+    assert!((195.0..2000.0).contains(&first_byte), "first_byte_ms {first_byte}");
+    assert!(r["connect_ms"].as_f64().unwrap() < 1000.0);
+    assert_eq!(r["silent_close"], false);
+    assert!(r["bytes_sent"].as_u64().unwrap() > 0 && r["bytes_received"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn closed_port_is_refused_and_nginx_answers_502() {
+    let closed = free_port();
+    let nginx = Nginx::start("refused", &[Route { path: "/", upstream_port: closed }],
+        "proxy_connect_timeout 5s;");
+    let trace = Trace::start(&[closed]);
+    assert_eq!(http_get(nginx.port, "/"), 502);
+    let records = trace.stop();
+    // nginx may retry the same server once (proxy_next_upstream): every record is a refusal.
+    let mine = records_for(&records, closed);
+    assert!(!mine.is_empty());
+    for r in mine {
+        assert_eq!(r["result"], "refused", "{r}");
+        assert_eq!(r["errno"], 111);
+        assert_from_nginx_worker(r, &nginx);
+    }
+    assert!(nginx.error_log().contains("(111: "), "nginx error.log names errno 111");
+}
+
+#[test]
+fn upstream_that_never_answers_is_a_silent_close_and_504() {
+    let upstream = silent();
+    let nginx = Nginx::start("silent", &[Route { path: "/", upstream_port: upstream.port }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 1s;");
+    let trace = Trace::start(&[upstream.port]);
+    assert_eq!(http_get(nginx.port, "/"), 504);
+    std::thread::sleep(Duration::from_millis(300));
+    let records = trace.stop();
+    let r = only_record(&records, upstream.port);
+    assert_eq!(r["result"], "ok", "the connect itself worked");
+    assert_eq!(r["silent_close"], true);
+    assert_eq!(r["first_byte_ms"], Value::Null);
+    assert_eq!(r["closed_by"], "client");
+    assert_from_nginx_worker(r, &nginx);
+    let lived = r["duration_ms"].as_f64().unwrap();
+    assert!(lived >= 950.0, "closed at proxy_read_timeout, lived {lived} ms");
+}
+
+#[test]
+fn dropped_syns_are_a_connect_timeout_and_504() {
+    let port = free_port();
+    let _drop = SynDrop::new(port);
+    let nginx = Nginx::start("timeout", &[Route { path: "/", upstream_port: port }],
+        "proxy_connect_timeout 1500ms;");
+    let trace = Trace::start(&[port]);
+    assert_eq!(http_get(nginx.port, "/"), 504);
+    std::thread::sleep(Duration::from_millis(300));
+    let records = trace.stop();
+    let r = only_record(&records, port);
+    assert_eq!(r["result"], "timeout");
+    assert!(r["syn_retransmits"].as_u64().unwrap() >= 1, "SYN retried before nginx gave up");
+    assert_from_nginx_worker(r, &nginx);
+    let waited = r["connect_ms"].as_f64().unwrap();
+    assert!(waited >= 1400.0, "nginx gave up at proxy_connect_timeout, waited {waited} ms");
+}

@@ -1,0 +1,169 @@
+//! `cargo xtask bench probes`: connect() latency on loopback with and without the probes
+//! attached, interleaved in one run, plus the agent's CPU at a paced 10k connects/s.
+//! Closed loop on purpose: an open loop overflows the accept queue and 1 s SYN retransmits
+//! would swamp the measurement.
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::tasks::{bin_dir, build, require_root};
+
+const ROUNDS: usize = 6;
+const CONNECTS_PER_BLOCK: usize = 4000;
+const WARMUP: usize = 300;
+const PACED_RATE: u64 = 10_000;
+const PACED_SECS: u64 = 5;
+
+pub fn probes() -> anyhow::Result<()> {
+    require_root()?;
+    crate::setup::run()?;
+    build(true)?;
+    let agent_bin = bin_dir(true).join("vigil-agent");
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate the order so drift over the run does not favour one side.
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for with_probes in order {
+            let agent = with_probes.then(|| Agent::start(&agent_bin, addr.port())).transpose()?;
+            let block = connect_block(addr, CONNECTS_PER_BLOCK)?;
+            eprintln!(
+                "round {}/{ROUNDS} probes {:>3}: p50 {:.2} µs",
+                round + 1,
+                if with_probes { "on" } else { "off" },
+                percentile(&block, 0.5)
+            );
+            if with_probes { on.extend(block) } else { off.extend(block) }
+            drop(agent);
+        }
+    }
+    report(&mut off, &mut on);
+    let millicores = agent_cpu_at_rate(&agent_bin, addr)?;
+    println!(
+        "agent CPU at {PACED_RATE} connects/s: {millicores:.1} millicores (target ≤ 20) {}",
+        verdict(millicores <= 20.0)
+    );
+    Ok(())
+}
+
+fn report(off: &mut [f64], on: &mut [f64]) {
+    let (p50_off, p50_on) = (percentile(off, 0.5), percentile(on, 0.5));
+    let (p99_off, p99_on) = (percentile(off, 0.99), percentile(on, 0.99));
+    println!("connect() on loopback, {} connects per side, interleaved:", off.len());
+    println!("  probes off: p50 {p50_off:.2} µs  p99 {p99_off:.2} µs");
+    println!("  probes on:  p50 {p50_on:.2} µs  p99 {p99_on:.2} µs");
+    let added = p50_on - p50_off;
+    let ratio = p50_on / p50_off;
+    println!(
+        "  p50 ratio {ratio:.3} (+{added:.2} µs), p99 ratio {:.3}; target ≤ +1 µs or ≤ 5%: {}",
+        p99_on / p99_off,
+        verdict(added <= 1.0 || ratio <= 1.05)
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "MET" } else { "NOT MET" }
+}
+
+fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Connect, time it, close with RST (SO_LINGER 0) so no TIME_WAIT exhausts ephemeral ports.
+fn timed_connect(addr: SocketAddr) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let stream = TcpStream::connect(addr)?;
+    let micros = start.elapsed().as_secs_f64() * 1e6;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid fd and option struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    Ok(micros)
+}
+
+fn connect_block(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<f64>> {
+    for _ in 0..WARMUP {
+        timed_connect(addr)?;
+    }
+    (0..n).map(|_| timed_connect(addr)).collect()
+}
+
+fn agent_cpu_at_rate(agent_bin: &std::path::Path, addr: SocketAddr) -> anyhow::Result<f64> {
+    let agent = Agent::start(agent_bin, addr.port())?;
+    let before = cpu_ticks(agent.child.id())?;
+    let start = Instant::now();
+    let interval = Duration::from_nanos(1_000_000_000 / PACED_RATE);
+    let total = PACED_RATE * PACED_SECS;
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        timed_connect(addr)?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = cpu_ticks(agent.child.id())? - before;
+    // SAFETY: no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    println!("paced phase: {total} connects in {elapsed:.2} s ({:.0}/s)", total as f64 / elapsed);
+    Ok(used as f64 / hz / elapsed * 1000.0)
+}
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').context("bad /proc stat")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; after ") " field 3 is at index 0.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+}
+
+/// `vigil-agent trace` watching the benchmark port, output discarded.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(bin: &std::path::Path, port: u16) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["trace", "--ports", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child.stderr.take().expect("piped");
+        for line in BufReader::new(stderr).lines() {
+            if line?.contains("ready") {
+                return Ok(Agent { child });
+            }
+        }
+        bail!("vigil-agent trace exited before it was ready")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,51 @@
+//! `cargo xtask setup | build-ebpf | run | test | bench` — the two commands a fresh Debian
+//! machine needs (`run`, `test`) install everything they use first.
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod setup;
+mod tasks;
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build and tests need (idempotent; skips what is there).
+    Setup,
+    /// Build the eBPF object and the binaries.
+    BuildEbpf,
+    /// Build and run vigil on this machine against the local nginx.
+    Run {
+        /// Extra arguments for `vigil-agent inspect --watch`.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test (unit and end-to-end against real nginx and probes).
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// Benchmarks; `probes` measures connect() latency with and without the probes.
+    Bench {
+        #[arg(default_value = "probes")]
+        which: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::BuildEbpf => tasks::build(false),
+        Command::Run { args } => tasks::run(&args),
+        Command::Test { filter } => tasks::test(filter.as_deref()),
+        Command::Bench { which } => match which.as_str() {
+            "probes" => bench::probes(),
+            other => anyhow::bail!("unknown benchmark `{other}` (available: probes)"),
+        },
+    }
+}

@@ -1,0 +1,94 @@
+//! Build, run and test orchestration.
+use std::{
+    ffi::OsStr,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context};
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask in workspace").to_owned()
+}
+
+/// A command echoed before it runs, failing with its exit status.
+pub struct Cmd(Command);
+
+pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
+    let mut c = Command::new(program);
+    c.current_dir(workspace_root());
+    Cmd(c)
+}
+
+impl Cmd {
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.0.args(args);
+        self
+    }
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.0.arg(arg);
+        self
+    }
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.0.env(k, v);
+        self
+    }
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let shown = format!("{:?}", self.0).replace('"', "");
+        println!("+ {shown}");
+        let status = self.0.stdin(Stdio::null()).status().with_context(|| shown.clone())?;
+        if !status.success() {
+            bail!("`{shown}` failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+pub fn require_root() -> anyhow::Result<()> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("this needs root: it installs packages, loads eBPF probes and adds nft rules; run it with sudo");
+    }
+    Ok(())
+}
+
+pub fn build(release: bool) -> anyhow::Result<()> {
+    let mut c = cmd("cargo").args(["build", "--bins", "-p", "vigil-agent", "-p", "vigil-collector"]);
+    if release {
+        c = c.arg("--release");
+    }
+    c.run()
+}
+
+pub fn bin_dir(release: bool) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join(if release { "release" } else { "debug" })
+}
+
+pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
+    require_root()?;
+    crate::setup::run()?;
+    build(false)?;
+    let mut c = cmd("cargo")
+        .args(["test", "--workspace", "--exclude", "vigil-agent-ebpf"])
+        .env("VIGIL_BIN_DIR", bin_dir(false));
+    if let Some(filter) = filter {
+        c = c.arg(filter);
+    }
+    // End-to-end tests share nginx, nft and the probes' ports: one at a time.
+    c.args(["--", "--test-threads=1"]).run()
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    require_root()?;
+    crate::setup::run()?;
+    build(true)?;
+    let agent = bin_dir(true).join("vigil-agent");
+    cmd(agent).args(["inspect", "--watch"]).args(args).run()
+}
