@@ -6,6 +6,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod btf;
+mod listeners;
+mod owners;
+mod procs;
+mod upstreams;
 mod clock;
 mod ports;
 mod probes;

@@ -1,0 +1,183 @@
+//! Who owns a listening socket: the processes holding its inode (/proc/PID/fd), the
+//! top-most of them as owner, and its systemd unit or Kubernetes pod from /proc/PID/cgroup.
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    path::Path,
+};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: String,
+    /// systemd unit (`client-portal.service`) when the process runs under one.
+    pub unit: Option<String>,
+    pub pod_uid: Option<String>,
+    pub container_id: Option<String>,
+}
+
+/// For each wanted socket inode, the pids holding it. One pass over /proc/*/fd.
+pub fn socket_holders(proc_root: &Path, inodes: &HashSet<u64>) -> HashMap<u64, Vec<u32>> {
+    let mut holders: HashMap<u64, Vec<u32>> = HashMap::new();
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return holders;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else { continue };
+            let Some(inode) = socket_inode(&target.to_string_lossy()) else { continue };
+            if inodes.contains(&inode) {
+                let pids = holders.entry(inode).or_default();
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    holders
+}
+
+/// `socket:[12345]` → 12345.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+pub fn parent_pid(proc_root: &Path, pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim().parse().ok()
+}
+
+/// The holder whose parent does not hold the socket too: the master of a pre-fork server.
+pub fn top_holder(proc_root: &Path, holders: &[u32]) -> Option<u32> {
+    holders
+        .iter()
+        .copied()
+        .find(|&pid| parent_pid(proc_root, pid).is_none_or(|pp| !holders.contains(&pp)))
+        .or_else(|| holders.first().copied())
+}
+
+pub fn identity(proc_root: &Path, pid: u32) -> ProcessIdentity {
+    let dir = proc_root.join(pid.to_string());
+    let comm = fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
+    let cmdline = fs::read(dir.join("cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let cgroup = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+    let place = CgroupPlace::parse(&cgroup);
+    ProcessIdentity {
+        pid,
+        comm,
+        cmdline,
+        unit: place.unit,
+        pod_uid: place.pod_uid,
+        container_id: place.container_id,
+    }
+}
+
+/// Where a process sits, read from its cgroup path.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CgroupPlace {
+    pub unit: Option<String>,
+    pub pod_uid: Option<String>,
+    pub container_id: Option<String>,
+}
+
+impl CgroupPlace {
+    /// Understands cgroup v2 (`0::/path`) and v1 lines; systemd units (`*.service`),
+    /// kubepods with the cgroupfs driver (`/kubepods/burstable/pod<uid>/<id>`) and the
+    /// systemd driver (`kubepods-burstable-pod<uid_with_underscores>.slice/cri-containerd-<id>.scope`).
+    pub fn parse(cgroup_file: &str) -> CgroupPlace {
+        let path = cgroup_file
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .or_else(|| cgroup_file.lines().find_map(|l| l.splitn(3, ':').nth(2)))
+            .unwrap_or("");
+        let mut place = CgroupPlace::default();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if let Some(uid) = pod_uid(part) {
+                place.pod_uid = Some(uid);
+            } else if place.pod_uid.is_some() {
+                place.container_id = Some(container_id(part));
+            } else if part.ends_with(".service") {
+                place.unit = Some(part.to_owned());
+            }
+        }
+        place
+    }
+}
+
+fn pod_uid(part: &str) -> Option<String> {
+    if let Some(rest) = part.strip_suffix(".slice") {
+        let uid = rest.rsplit_once("-pod")?.1;
+        return (rest.starts_with("kubepods")).then(|| uid.replace('_', "-"));
+    }
+    part.strip_prefix("pod").filter(|u| u.len() >= 32).map(str::to_owned)
+}
+
+fn container_id(part: &str) -> String {
+    let part = part.strip_suffix(".scope").unwrap_or(part);
+    part.rsplit_once('-').map_or(part, |(_, id)| id).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_unit_from_cgroup_v2() {
+        let p = CgroupPlace::parse("0::/system.slice/drupal-client4.service\n");
+        assert_eq!(p.unit.as_deref(), Some("drupal-client4.service"));
+        assert_eq!(p.pod_uid, None);
+    }
+
+    #[test]
+    fn pod_and_container_with_systemd_driver() {
+        let p = CgroupPlace::parse(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b3c4d_0000_1111_2222_333344445555.slice/cri-containerd-abcdef0123.scope\n",
+        );
+        assert_eq!(p.pod_uid.as_deref(), Some("1a2b3c4d-0000-1111-2222-333344445555"));
+        assert_eq!(p.container_id.as_deref(), Some("abcdef0123"));
+        assert_eq!(p.unit, None);
+    }
+
+    #[test]
+    fn pod_and_container_with_cgroupfs_driver_v1() {
+        let p = CgroupPlace::parse(
+            "12:memory:/kubepods/burstable/pod1a2b3c4d-0000-1111-2222-333344445555/0123abcd\n",
+        );
+        assert_eq!(p.pod_uid.as_deref(), Some("1a2b3c4d-0000-1111-2222-333344445555"));
+        assert_eq!(p.container_id.as_deref(), Some("0123abcd"));
+    }
+
+    #[test]
+    fn finds_who_holds_our_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let l = crate::listeners::tcp_listeners()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.addr.port() == port)
+            .unwrap();
+        let holders = socket_holders(Path::new("/proc"), &HashSet::from([l.inode]));
+        let me = std::process::id();
+        assert_eq!(holders[&l.inode], vec![me]);
+        assert_eq!(top_holder(Path::new("/proc"), &[me]), Some(me));
+        let id = identity(Path::new("/proc"), me);
+        assert!(!id.comm.is_empty() && !id.cmdline.is_empty());
+    }
+}

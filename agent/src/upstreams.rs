@@ -1,0 +1,222 @@
+//! `UpstreamTracker`: for each watched upstream port, who listens now (owner, workers, unit,
+//! accept queue), and when a listener disappears, since when and how its owner exited, so
+//! "nothing listens on :8084 since 10:13:58, python3 app.py (pid 4242, unit
+//! drupal-client4.service) exited with status 1" can be said later.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    net::SocketAddr,
+    path::Path,
+};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::{
+    listeners::{tcp_listeners, Listener},
+    owners::{identity, socket_holders, top_holder, ProcessIdentity},
+    procs::children_of,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerState {
+    pub addr: SocketAddr,
+    pub accept_queue: u32,
+    pub backlog: u32,
+    pub accept_queue_ratio: f64,
+    pub owner: Option<ProcessIdentity>,
+    /// Processes serving this port: holders of the socket and the owner's children.
+    pub worker_pids: Vec<u32>,
+    pub since: String,
+}
+
+/// How a process ended, from `task->exit_code`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProcessExitInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub at: String,
+    /// Exit status of a normal exit.
+    pub status: Option<i32>,
+    /// Signal that killed it.
+    pub signal: Option<i32>,
+}
+
+impl ProcessExitInfo {
+    pub fn from_exit_code(pid: u32, comm: String, at: String, exit_code: i32) -> Self {
+        let (status, signal) = if exit_code < 0 {
+            (None, None)
+        } else if exit_code & 0x7f != 0 {
+            (None, Some(exit_code & 0x7f))
+        } else {
+            (Some((exit_code >> 8) & 0xff), None)
+        };
+        ProcessExitInfo { pid, comm, at, status, signal }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamState {
+    pub port: u16,
+    pub listener: Option<ListenerState>,
+    /// When the listener disappeared (null while one listens or none was ever seen).
+    pub gone_since: Option<String>,
+    pub last_owner: Option<ProcessIdentity>,
+    pub last_exit: Option<ProcessExitInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum UpstreamChange {
+    ListenerUp { port: u16, owner: Option<ProcessIdentity> },
+    ListenerGone { port: u16, last_owner: Option<ProcessIdentity>, exit: Option<ProcessExitInfo> },
+}
+
+pub struct UpstreamTracker {
+    ports: BTreeSet<u16>,
+    states: BTreeMap<u16, UpstreamState>,
+    /// Exits of watched pids not yet matched to a listener loss.
+    exits: HashMap<u32, ProcessExitInfo>,
+}
+
+impl UpstreamTracker {
+    pub fn new(ports: BTreeSet<u16>) -> Self {
+        let states = ports.iter().map(|&port| (port, UpstreamState { port, ..Default::default() })).collect();
+        UpstreamTracker { ports, states, exits: HashMap::new() }
+    }
+
+    pub fn states(&self) -> impl Iterator<Item = &UpstreamState> {
+        self.states.values()
+    }
+
+    pub fn record_exit(&mut self, exit: ProcessExitInfo) {
+        info!(pid = exit.pid, comm = %exit.comm, status = ?exit.status, signal = ?exit.signal, "upstream owner exited");
+        for state in self.states.values_mut() {
+            if state.gone_since.is_some()
+                && state.last_owner.as_ref().is_some_and(|o| o.pid == exit.pid)
+                && state.last_exit.is_none()
+            {
+                state.last_exit = Some(exit.clone());
+            }
+        }
+        self.exits.insert(exit.pid, exit);
+    }
+
+    /// Re-read listeners and owners; returns what changed. `now` is an RFC 3339 timestamp.
+    pub fn refresh(&mut self, now: &str) -> Vec<UpstreamChange> {
+        let listeners = match tcp_listeners() {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("cannot list listeners: {e}");
+                return Vec::new();
+            }
+        };
+        let mine: Vec<Listener> =
+            listeners.into_iter().filter(|l| self.ports.contains(&l.addr.port())).collect();
+        let proc_root = Path::new("/proc");
+        let inodes: HashSet<u64> = mine.iter().map(|l| l.inode).collect();
+        let holders = if inodes.is_empty() { HashMap::new() } else { socket_holders(proc_root, &inodes) };
+        let mut changes = Vec::new();
+        for (&port, state) in self.states.iter_mut() {
+            let current = mine.iter().find(|l| l.addr.port() == port);
+            match (current, state.listener.take()) {
+                (Some(l), previous) => {
+                    let pids = holders.get(&l.inode).cloned().unwrap_or_default();
+                    let next = listener_state(proc_root, l, &pids, previous.as_ref(), now);
+                    if previous.is_none() {
+                        changes.push(UpstreamChange::ListenerUp { port, owner: next.owner.clone() });
+                        state.gone_since = None;
+                        state.last_exit = None;
+                    }
+                    state.listener = Some(next);
+                }
+                (None, Some(gone)) => {
+                    state.gone_since = Some(now.to_owned());
+                    state.last_owner = gone.owner.clone();
+                    state.last_exit = gone.owner.as_ref().and_then(|o| self.exits.get(&o.pid).cloned());
+                    warn!(port, owner = ?gone.owner.as_ref().map(|o| &o.cmdline), "listener gone");
+                    changes.push(UpstreamChange::ListenerGone {
+                        port,
+                        last_owner: state.last_owner.clone(),
+                        exit: state.last_exit.clone(),
+                    });
+                }
+                (None, None) => {}
+            }
+        }
+        changes
+    }
+
+    /// Owners and workers whose exit the probes should report.
+    pub fn pids_to_watch(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .states
+            .values()
+            .filter_map(|s| s.listener.as_ref())
+            .flat_map(|l| l.owner.iter().map(|o| o.pid).chain(l.worker_pids.iter().copied()))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+}
+
+fn listener_state(
+    proc_root: &Path,
+    l: &Listener,
+    holders: &[u32],
+    previous: Option<&ListenerState>,
+    now: &str,
+) -> ListenerState {
+    // Owners rarely change while listening: reuse what we know unless the holders moved.
+    let owner_pid = top_holder(proc_root, holders);
+    let owner = match previous {
+        Some(p) if p.owner.as_ref().map(|o| o.pid) == owner_pid => p.owner.clone(),
+        _ => owner_pid.map(|pid| identity(proc_root, pid)),
+    };
+    let mut workers: Vec<u32> = holders.to_vec();
+    if let Some(pid) = owner_pid {
+        workers.extend(children_of(pid));
+    }
+    workers.sort_unstable();
+    workers.dedup();
+    ListenerState {
+        addr: l.addr,
+        accept_queue: l.accept_queue,
+        backlog: l.backlog,
+        accept_queue_ratio: if l.backlog > 0 { f64::from(l.accept_queue) / f64::from(l.backlog) } else { 0.0 },
+        owner,
+        worker_pids: workers,
+        since: previous.map_or_else(|| now.to_owned(), |p| p.since.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_decode_into_status_or_signal() {
+        let exit = |code| ProcessExitInfo::from_exit_code(1, "x".into(), "t".into(), code);
+        assert_eq!(exit(1 << 8).status, Some(1));
+        assert_eq!(exit(0).status, Some(0));
+        assert_eq!(exit(9).signal, Some(9));
+        assert_eq!(exit(9).status, None);
+        assert_eq!(exit(-1).status, None);
+    }
+
+    #[test]
+    fn sees_a_listener_come_and_go() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut tracker = UpstreamTracker::new(BTreeSet::from([port]));
+        let changes = tracker.refresh("t1");
+        assert!(matches!(&changes[..], [UpstreamChange::ListenerUp { owner: Some(o), .. }] if o.pid == std::process::id()));
+        assert!(tracker.pids_to_watch().contains(&std::process::id()));
+        drop(listener);
+        let changes = tracker.refresh("t2");
+        assert!(matches!(&changes[..], [UpstreamChange::ListenerGone { .. }]));
+        let state = tracker.states().next().unwrap();
+        assert_eq!(state.gone_since.as_deref(), Some("t2"));
+        assert_eq!(state.last_owner.as_ref().unwrap().pid, std::process::id());
+    }
+}
