@@ -24,7 +24,7 @@ fn assert_from_nginx_worker(record: &Value, nginx: &Nginx) {
     assert_eq!(ppid(pid), Some(nginx.master_pid()), "pid {pid} is not our nginx's worker");
 }
 
-fn only_record<'a>(records: &'a [Value], port: u16) -> &'a Value {
+fn only_record(records: &[Value], port: u16) -> &Value {
     let mine = records_for(records, port);
     assert_eq!(mine.len(), 1, "expected one connection to {port}, got {mine:#?}");
     mine[0]

@@ -151,7 +151,9 @@ pub mod fields {
     }
 
     /// (category, event, [(field, offset)]) for the agent's layout check.
-    pub const LAYOUTS: &[(&str, &str, &[(&str, usize)])] = &[
+    pub type Layout = (&'static str, &'static str, &'static [(&'static str, usize)]);
+
+    pub const LAYOUTS: &[Layout] = &[
         ("sock", "inet_sock_set_state", &[
             ("skaddr", inet_sock_set_state::SKADDR),
             ("oldstate", inet_sock_set_state::OLDSTATE),

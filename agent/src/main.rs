@@ -1,20 +1,10 @@
-//! vigil-agent: watches upstream connections in the kernel (eBPF), who owns the upstream
-//! ports, how busy their workers are, and what nginx logs about them.
-use std::time::Duration;
+//! The `vigil-agent` command line.
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use vigil_agent::{inspect, ports, trace};
 
-mod btf;
-mod listeners;
-mod owners;
-mod procs;
-mod upstreams;
-mod clock;
-mod ports;
-mod probes;
-mod trace;
-mod tracker;
 
 #[derive(Parser)]
 #[command(name = "vigil-agent", version, about = "vigil's per-node agent")]
@@ -33,6 +23,27 @@ enum Command {
         /// Stop after this long (`30s`, `500ms`, `2m`); default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
+    },
+    /// Report nginx, the upstreams' owners, accept queues and worker CPU as JSON.
+    Inspect {
+        /// Upstream ports; default: every upstream port in nginx's configuration.
+        #[arg(long)]
+        ports: Option<String>,
+        /// Time between samples (CPU ratios are measured over it).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Keep printing snapshots, and upstream changes as they happen.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch, stop after this long.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// nginx error.log to follow instead of the ones in nginx's configuration.
+        #[arg(long)]
+        nginx_error_log: Option<PathBuf>,
+        /// nginx access.log (combined format) instead of the configured ones.
+        #[arg(long)]
+        nginx_access_log: Option<PathBuf>,
     },
 }
 
@@ -65,6 +76,17 @@ fn main() -> anyhow::Result<()> {
         Command::Trace { ports, duration } => {
             let ports = ports::parse_port_list(&ports).context("--ports")?;
             runtime.block_on(trace::run(ports, duration))
+        }
+        Command::Inspect { ports, interval, watch, duration, nginx_error_log, nginx_access_log } => {
+            let ports = ports.map(|p| ports::parse_port_list(&p)).transpose().context("--ports")?;
+            runtime.block_on(inspect::run(inspect::InspectArgs {
+                ports,
+                interval,
+                watch,
+                duration,
+                error_log: nginx_error_log,
+                access_log: nginx_access_log,
+            }))
         }
     }
 }

@@ -123,14 +123,12 @@ impl ConnectionRecord {
         } else {
             failed_connect_outcome(ev.sk_err, c.flags)
         };
-        let closed_by = established.then(|| {
-            if reset {
-                ClosedBy::Reset
-            } else if c.flags & conn_flags::UPSTREAM_CLOSED_FIRST != 0 {
-                ClosedBy::Upstream
-            } else {
-                ClosedBy::Client
-            }
+        let closed_by = established.then_some(if reset {
+            ClosedBy::Reset
+        } else if c.flags & conn_flags::UPSTREAM_CLOSED_FIRST != 0 {
+            ClosedBy::Upstream
+        } else {
+            ClosedBy::Client
         });
         let request_ns = if c.first_send_ns != 0 { c.first_send_ns } else { c.established_ns };
         let first_byte_ms =

@@ -39,6 +39,7 @@ impl Trace {
             }
             seen.push(line);
         }
+        let _ = child.wait();
         panic!("vigil-agent trace exited before ready:\n{}", seen.join("\n"));
     }
 
@@ -59,4 +60,47 @@ impl Drop for Trace {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `vigil-agent inspect ARGS` run to completion; its JSON lines.
+pub fn inspect(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(bin("vigil-agent")).arg("inspect").args(args).output().unwrap();
+    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    parse_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `vigil-agent inspect --watch ARGS` in the background; `finish` waits for its --duration.
+pub struct Inspect(Child);
+
+impl Inspect {
+    pub fn watch(args: &[&str]) -> Inspect {
+        let mut child = Command::new(bin("vigil-agent"))
+            .args(["inspect", "--watch"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("vigil-agent inspect: ready") {
+                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
+                return Inspect(child);
+            }
+        }
+        let _ = child.wait();
+        panic!("vigil-agent inspect exited before ready");
+    }
+
+    pub fn finish(self) -> Vec<Value> {
+        let out = self.0.wait_with_output().unwrap();
+        assert!(out.status.success(), "inspect --watch failed: {}", out.status);
+        parse_lines(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+fn parse_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        .collect()
 }

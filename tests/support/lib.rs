@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod nginx;
 pub mod nft;
+pub mod python;
 pub mod upstreams;
 
 use std::{

@@ -38,12 +38,12 @@ pub fn probes() -> anyhow::Result<()> {
         let order = if round % 2 == 0 { [false, true] } else { [true, false] };
         for with_probes in order {
             let agent = with_probes.then(|| Agent::start(&agent_bin, addr.port())).transpose()?;
-            let block = connect_block(addr, CONNECTS_PER_BLOCK)?;
+            let mut block = connect_block(addr, CONNECTS_PER_BLOCK)?;
             eprintln!(
                 "round {}/{ROUNDS} probes {:>3}: p50 {:.2} µs",
                 round + 1,
                 if with_probes { "on" } else { "off" },
-                percentile(&block, 0.5)
+                percentile(&mut block, 0.5)
             );
             if with_probes { on.extend(block) } else { off.extend(block) }
             drop(agent);

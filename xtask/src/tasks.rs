@@ -37,6 +37,25 @@ impl Cmd {
         self.0.env(k, v);
         self
     }
+    /// Runs with stdout echoed live and test results counted.
+    pub fn run_counting_tests(mut self) -> anyhow::Result<(u64, u64)> {
+        use std::io::BufRead;
+        let shown = format!("{:?}", self.0).replace('"', "");
+        println!("+ {shown}");
+        let mut child = self.0.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
+        let (mut passed, mut failed) = (0, 0);
+        for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+            let line = line?;
+            println!("{line}");
+            count_results(&line, &mut passed, &mut failed);
+        }
+        let status = child.wait()?;
+        if !status.success() && failed == 0 {
+            bail!("`{shown}` failed: {status}");
+        }
+        Ok((passed, failed))
+    }
+
     pub fn run(mut self) -> anyhow::Result<()> {
         let shown = format!("{:?}", self.0).replace('"', "");
         println!("+ {shown}");
@@ -82,7 +101,27 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
         c = c.arg(filter);
     }
     // End-to-end tests share nginx, nft and the probes' ports: one at a time.
-    c.args(["--", "--test-threads=1"]).run()
+    let (passed, failed) = c.args(["--", "--test-threads=1"]).run_counting_tests()?;
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
+    Ok(())
+}
+
+/// Sums cargo's `test result: ok. N passed; M failed; ...` lines.
+fn count_results(line: &str, passed: &mut u64, failed: &mut u64) {
+    let Some(rest) = line.strip_prefix("test result: ") else { return };
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(label), Some(n)) = (words.next(), words.next()) else { continue };
+        let n: u64 = n.trim_start_matches("ok.").trim_start_matches("FAILED.").trim().parse().unwrap_or(0);
+        match label {
+            "passed" => *passed += n,
+            "failed" => *failed += n,
+            _ => {}
+        }
+    }
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {

@@ -1,0 +1,430 @@
+//! nginx configuration syntax: tokenizer, directive tree, and `nginx -T` handling.
+//!
+//! `nginx -T` does NOT expand `include` in place: it prints every file once, each
+//! preceded by `# configuration file PATH:`. To get the real nesting (a `server`
+//! from `conf.d/*.conf` lives inside `http`), we parse each file separately and
+//! splice the matching files in where `include` names them.
+
+use super::ConfigError;
+use std::path::Path;
+use tracing::{debug, warn};
+
+/// Marker line nginx prints before each file's contents in `nginx -T`.
+const FILE_MARKER: &str = "# configuration file ";
+/// Real configs nest a handful of levels; this only stops hostile input.
+const MAX_DEPTH: usize = 64;
+
+/// One directive: `name args... ;` or `name args... { children }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    pub name: String,
+    pub args: Vec<String>,
+    /// `Some` for block directives (`http`, `server`, `location`, ...).
+    pub block: Option<Vec<Directive>>,
+    /// 1-based line in the file it came from (for diagnostics).
+    pub line: usize,
+}
+
+#[derive(Debug, PartialEq)]
+enum Token {
+    Word(String),
+    Semicolon,
+    Open,
+    Close,
+}
+
+/// Splits `nginx -T` output into `(path, contents)` per file. Text without any
+/// marker is treated as one anonymous file (handy for a bare nginx.conf).
+fn split_dump(dump: &str) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in dump.split_inclusive('\n') {
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        let marker_path = trimmed
+            .strip_prefix(FILE_MARKER)
+            .and_then(|p| p.strip_suffix(':'));
+        match (marker_path, files.last_mut()) {
+            (Some(path), _) => files.push((path.to_string(), String::new())),
+            (None, Some((_, text))) => text.push_str(line),
+            (None, None) => files.push((String::new(), line.to_string())),
+        }
+    }
+    files
+}
+
+/// Tokenizer following ngx_conf_read_token: `#` starts a comment only at the
+/// start of a token, quotes only open at the start of a token, and `${var}`
+/// braces do not open blocks.
+struct Lexer<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: usize,
+    file: &'a str,
+}
+
+impl Lexer<'_> {
+    fn tokenize(text: &str, file: &str) -> Result<Vec<(Token, usize)>, ConfigError> {
+        let mut lexer = Lexer {
+            chars: text.chars().peekable(),
+            line: 1,
+            file,
+        };
+        let mut tokens = Vec::new();
+        while let Some(c) = lexer.chars.next() {
+            let line = lexer.line;
+            let token = match c {
+                '\n' => {
+                    lexer.line += 1;
+                    continue;
+                }
+                '#' => {
+                    while lexer.chars.next_if(|&c| c != '\n').is_some() {}
+                    continue;
+                }
+                c if c.is_whitespace() => continue,
+                ';' => Token::Semicolon,
+                '{' => Token::Open,
+                '}' => Token::Close,
+                '"' | '\'' => Token::Word(lexer.quoted(c)?),
+                _ => Token::Word(lexer.bare_word(c)),
+            };
+            tokens.push((token, line));
+        }
+        Ok(tokens)
+    }
+
+    /// Reads a quoted string whose opening `quote` was consumed.
+    fn quoted(&mut self, quote: char) -> Result<String, ConfigError> {
+        let start = self.line;
+        let mut word = String::new();
+        loop {
+            match self.chars.next() {
+                Some(c) if c == quote => return Ok(word),
+                Some('\\') => push_escaped(&mut word, self.chars.next()),
+                Some(c) => {
+                    self.line += usize::from(c == '\n');
+                    word.push(c);
+                }
+                None => {
+                    return Err(ConfigError::Syntax {
+                        file: self.file.to_string(),
+                        line: start,
+                        reason: "unterminated quoted string".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads an unquoted word starting with `first`.
+    fn bare_word(&mut self, first: char) -> String {
+        let mut word = String::new();
+        let mut in_var_braces = false;
+        let mut prev = '\0';
+        let mut next = Some(first);
+        while let Some(c) = next {
+            if c == '\\' {
+                push_escaped(&mut word, self.chars.next());
+            } else {
+                in_var_braces = (in_var_braces && c != '}') || (prev == '$' && c == '{');
+                word.push(c);
+            }
+            prev = c;
+            next = self.chars.next_if(|&n| {
+                let ends_word = n.is_whitespace() || matches!(n, ';' | '{' | '}');
+                in_var_braces || (c == '$' && n == '{') || !ends_word
+            });
+        }
+        word
+    }
+}
+
+/// nginx unescapes `\"`, `\'`, `\\`, `\t`, `\r`, `\n`; other pairs stay verbatim.
+fn push_escaped(word: &mut String, next: Option<char>) {
+    match next {
+        Some(c @ ('"' | '\'' | '\\')) => word.push(c),
+        Some('t') => word.push('\t'),
+        Some('r') => word.push('\r'),
+        Some('n') => word.push('\n'),
+        Some(other) => {
+            word.push('\\');
+            word.push(other);
+        }
+        None => word.push('\\'),
+    }
+}
+
+struct TreeBuilder<'a> {
+    tokens: std::vec::IntoIter<(Token, usize)>,
+    file: &'a str,
+}
+
+impl TreeBuilder<'_> {
+    fn error(&self, line: usize, reason: &str) -> ConfigError {
+        ConfigError::Syntax {
+            file: self.file.to_string(),
+            line,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Parses directives until EOF (top level) or the `}` closing this block.
+    fn block(
+        &mut self,
+        depth: usize,
+        opened_at: Option<usize>,
+    ) -> Result<Vec<Directive>, ConfigError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(opened_at.unwrap_or(0), "blocks nested too deeply"));
+        }
+        let mut out = Vec::new();
+        loop {
+            let (token, line) = match self.tokens.next() {
+                None if opened_at.is_none() => return Ok(out),
+                None => return Err(self.error(opened_at.unwrap_or(0), "unclosed block")),
+                Some(t) => t,
+            };
+            let name = match token {
+                Token::Close if opened_at.is_some() => return Ok(out),
+                Token::Word(name) => name,
+                _ => return Err(self.error(line, "unexpected ';', '{' or '}'")),
+            };
+            out.push(self.directive(name, line, depth)?);
+        }
+    }
+
+    fn directive(
+        &mut self,
+        name: String,
+        line: usize,
+        depth: usize,
+    ) -> Result<Directive, ConfigError> {
+        let mut args = Vec::new();
+        loop {
+            match self.tokens.next() {
+                Some((Token::Word(w), _)) => args.push(w),
+                Some((Token::Semicolon, _)) => {
+                    return Ok(Directive {
+                        name,
+                        args,
+                        block: None,
+                        line,
+                    })
+                }
+                Some((Token::Open, _)) => {
+                    let block = Some(self.block(depth + 1, Some(line))?);
+                    return Ok(Directive {
+                        name,
+                        args,
+                        block,
+                        line,
+                    });
+                }
+                Some((Token::Close, l)) => return Err(self.error(l, "unexpected '}'")),
+                None => return Err(self.error(line, "directive is missing ';'")),
+            }
+        }
+    }
+}
+
+/// Parses one file's text into its top-level directives.
+pub fn parse_file(text: &str, file: &str) -> Result<Vec<Directive>, ConfigError> {
+    let tokens = Lexer::tokenize(text, file)?;
+    TreeBuilder {
+        tokens: tokens.into_iter(),
+        file,
+    }
+    .block(0, None)
+}
+
+/// Parses `nginx -T` output and returns the main file's tree with every
+/// `include` replaced by the directives of the files it matches.
+pub fn parse_dump(dump: &str) -> Result<Vec<Directive>, ConfigError> {
+    let mut files = Vec::new();
+    for (path, text) in split_dump(dump) {
+        let tree = parse_file(&text, &path)?;
+        files.push((path, tree));
+    }
+    let Some((main_path, main_tree)) = files.first() else {
+        return Err(ConfigError::Empty);
+    };
+    // nginx resolves relative includes against the main config file's directory.
+    let conf_dir = Path::new(main_path)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    let mut splicer = Splicer {
+        files: &files,
+        conf_dir: &conf_dir,
+        stack: vec![0],
+    };
+    Ok(splicer.expand(main_tree))
+}
+
+struct Splicer<'a> {
+    files: &'a [(String, Vec<Directive>)],
+    conf_dir: &'a Path,
+    /// Indexes of the files being expanded. nginx itself fails on include
+    /// cycles, but arbitrary input must not recurse forever.
+    stack: Vec<usize>,
+}
+
+impl Splicer<'_> {
+    fn expand(&mut self, dirs: &[Directive]) -> Vec<Directive> {
+        let mut out = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            if d.name == "include" && d.block.is_none() {
+                self.splice(d, &mut out);
+                continue;
+            }
+            out.push(Directive {
+                name: d.name.clone(),
+                args: d.args.clone(),
+                block: d.block.as_ref().map(|children| self.expand(children)),
+                line: d.line,
+            });
+        }
+        out
+    }
+
+    fn splice(&mut self, include: &Directive, out: &mut Vec<Directive>) {
+        let Some(pattern) = include.args.first() else {
+            return;
+        };
+        let pattern = self.conf_dir.join(pattern).to_string_lossy().into_owned();
+        let files = self.files;
+        let mut matches: Vec<usize> = (0..files.len())
+            .filter(|&i| glob_match(&pattern, &files[i].0))
+            .collect();
+        // glob(3) returns matches sorted, and nginx includes them in that order.
+        matches.sort_by(|&a, &b| files[a].0.cmp(&files[b].0));
+        if matches.is_empty() {
+            debug!(pattern = %pattern, "include matched no file in the nginx -T dump");
+        }
+        for index in matches {
+            if self.stack.contains(&index) {
+                warn!(file = %files[index].0, "ignoring recursive include");
+                continue;
+            }
+            self.stack.push(index);
+            out.extend(self.expand(&files[index].1));
+            self.stack.pop();
+        }
+    }
+}
+
+/// Minimal glob(3): `*` and `?` (not crossing `/`) and `[...]` classes.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    glob_at(&p, &t)
+}
+
+fn glob_at(p: &[char], t: &[char]) -> bool {
+    match p.first() {
+        None => t.is_empty(),
+        Some('*') => (0..=t.len())
+            .take_while(|&i| i == 0 || t[i - 1] != '/')
+            .any(|i| glob_at(&p[1..], &t[i..])),
+        Some('?') => t.first().is_some_and(|&c| c != '/') && glob_at(&p[1..], &t[1..]),
+        Some('[') => match (class_match(&p[1..], t.first().copied()), t.first()) {
+            (Some((true, used)), Some(_)) => glob_at(&p[1 + used..], &t[1..]),
+            (Some(_), _) => false,
+            // No closing ']': treat '[' literally.
+            (None, _) => t.first() == Some(&'[') && glob_at(&p[1..], &t[1..]),
+        },
+        Some(&c) => t.first() == Some(&c) && glob_at(&p[1..], &t[1..]),
+    }
+}
+
+/// Matches `c` against a class body (after `[`); returns (matched, chars used incl. `]`).
+fn class_match(body: &[char], c: Option<char>) -> Option<(bool, usize)> {
+    let negate = matches!(body.first(), Some('!' | '^'));
+    let mut i = usize::from(negate);
+    let mut hit = false;
+    let mut first = true;
+    while i < body.len() {
+        if body[i] == ']' && !first {
+            return Some((hit != negate && c.is_some(), i + 1));
+        }
+        first = false;
+        if i + 2 < body.len() && body[i + 1] == '-' && body[i + 2] != ']' {
+            hit |= c.is_some_and(|c| (body[i]..=body[i + 2]).contains(&c));
+            i += 3;
+        } else {
+            hit |= c == Some(body[i]);
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Token> {
+        Lexer::tokenize(text, "t")
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    #[test]
+    fn tokenizer_handles_quotes_escapes_comments_and_var_braces() {
+        let w = |s: &str| Token::Word(s.to_string());
+        assert_eq!(
+            words("a \"b # c\" 'd\\'e' f#g # tail\nh ${x}y;"),
+            vec![
+                w("a"),
+                w("b # c"),
+                w("d'e"),
+                w("f#g"),
+                w("h"),
+                w("${x}y"),
+                Token::Semicolon
+            ]
+        );
+        assert_eq!(
+            words("x{y}"),
+            vec![w("x"), Token::Open, w("y"), Token::Close]
+        );
+    }
+
+    #[test]
+    fn tree_and_errors() {
+        let tree = parse_file("a 1;\nb { c 2; d { } }\n", "f").unwrap();
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree[1].line, 2);
+        assert_eq!(tree[1].block.as_ref().unwrap()[1].name, "d");
+        for bad in ["a {", "a", "}", "a \"x;", "a { b; } }"] {
+            assert!(parse_file(bad, "f").is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn include_cycles_are_cut() {
+        let dump = "# configuration file /c/main.conf:\nhttp { include a.conf; }\n\n\
+                    # configuration file /c/a.conf:\nx 1; include /c/*.conf;\n";
+        let tree = parse_dump(dump).unwrap();
+        let http = tree[0].block.as_ref().unwrap();
+        // a.conf's glob matches main.conf and a.conf, both already being expanded.
+        assert_eq!(
+            http.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["x"]
+        );
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(
+            "/etc/nginx/conf.d/*.conf",
+            "/etc/nginx/conf.d/a.conf"
+        ));
+        assert!(!glob_match(
+            "/etc/nginx/conf.d/*.conf",
+            "/etc/nginx/conf.d/x/a.conf"
+        ));
+        assert!(glob_match("/e/site[s-t]?/[!x]*", "/e/sites1/abc"));
+        assert!(!glob_match("/e/[!a]b", "/e/ab"));
+    }
+}

@@ -1,0 +1,460 @@
+//! Finds running nginx masters and their workers in procfs, and dumps a
+//! master's effective configuration with `nginx -T`.
+
+use serde::Serialize;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+/// How long `nginx -T` may run; resolving upstream hostnames can be slow.
+pub const DEFAULT_DUMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Process title nginx sets on its master (argv is rewritten, so cmdline shows it).
+const MASTER_TITLE: &str = "nginx: master process";
+const ROOT_HINT: &str =
+    "run vigil as root: nginx -T must read every config file, including TLS keys";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NginxInstance {
+    pub master_pid: u32,
+    /// Children of the master named nginx (workers, cache manager/loader).
+    pub worker_pids: Vec<u32>,
+    /// The master's binary (from `/proc/PID/exe`, else argv[0]).
+    pub exe: PathBuf,
+    /// `-c` argument, as given (nginx resolves a relative one against the prefix).
+    pub conf_path: Option<PathBuf>,
+    /// `-p` argument, as given.
+    pub prefix: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("cannot list processes in {path}")]
+    ProcRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot run {exe}")]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("error while waiting for `{exe} -T`")]
+    Wait {
+        exe: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{exe} -T` did not finish within {timeout:?}")]
+    Timeout { exe: PathBuf, timeout: Duration },
+    #[error("`{exe} -T` failed ({status}): {stderr}{}", hint_suffix(*.hint))]
+    Failed {
+        exe: PathBuf,
+        status: ExitStatus,
+        /// nginx's stderr, trimmed.
+        stderr: String,
+        hint: Option<&'static str>,
+    },
+}
+
+fn hint_suffix(hint: Option<&str>) -> String {
+    hint.map(|h| format!(" (hint: {h})")).unwrap_or_default()
+}
+
+/// One process as seen in procfs (only for processes whose comm is "nginx").
+struct NginxProcess {
+    pid: u32,
+    ppid: Option<u32>,
+    cmdline: String,
+}
+
+/// Lists nginx masters under `proc_root` (normally [`DEFAULT_PROC_ROOT`]).
+pub fn find_nginx(proc_root: &Path) -> Result<Vec<NginxInstance>, DiscoverError> {
+    let entries = std::fs::read_dir(proc_root).map_err(|source| DiscoverError::ProcRoot {
+        path: proc_root.to_path_buf(),
+        source,
+    })?;
+    let mut processes: Vec<NginxProcess> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_nginx_process(proc_root, pid))
+        .collect();
+    processes.sort_by_key(|p| p.pid);
+
+    let instances: Vec<NginxInstance> = processes
+        .iter()
+        .filter(|p| p.cmdline.starts_with(MASTER_TITLE))
+        .map(|master| build_instance(proc_root, master, &processes))
+        .collect();
+    debug!(count = instances.len(), root = %proc_root.display(), "nginx masters found");
+    Ok(instances)
+}
+
+/// `None` when the process is not nginx or vanished while we looked.
+fn read_nginx_process(proc_root: &Path, pid: u32) -> Option<NginxProcess> {
+    let dir = proc_root.join(pid.to_string());
+    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+    if comm.trim_end() != "nginx" {
+        return None;
+    }
+    // The rewritten title is NUL-padded; real argv entries are NUL-separated.
+    let raw = std::fs::read(dir.join("cmdline")).ok()?;
+    let cmdline = String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_string();
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok());
+    Some(NginxProcess { pid, ppid, cmdline })
+}
+
+fn build_instance(proc_root: &Path, master: &NginxProcess, all: &[NginxProcess]) -> NginxInstance {
+    let args = MasterArgs::parse(&master.cmdline);
+    // During a binary upgrade (USR2) the new master is a child of the old one:
+    // it is a separate instance, not a worker.
+    let worker_pids = all
+        .iter()
+        .filter(|p| p.ppid == Some(master.pid) && !p.cmdline.starts_with(MASTER_TITLE))
+        .map(|p| p.pid)
+        .collect();
+    let exe_link = proc_root.join(master.pid.to_string()).join("exe");
+    let exe = match std::fs::read_link(&exe_link) {
+        // After a package upgrade the link reads "/usr/sbin/nginx (deleted)";
+        // the path itself then holds the new binary, which is what -T should use.
+        Ok(path) => strip_deleted_suffix(path),
+        Err(err) => {
+            warn!(pid = master.pid, error = %err, "cannot read nginx exe link; using argv[0]");
+            PathBuf::from(args.argv0.clone().unwrap_or_else(|| "nginx".into()))
+        }
+    };
+    NginxInstance {
+        master_pid: master.pid,
+        worker_pids,
+        exe,
+        conf_path: args.conf,
+        prefix: args.prefix,
+    }
+}
+
+fn strip_deleted_suffix(path: PathBuf) -> PathBuf {
+    match path.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(stripped) => PathBuf::from(stripped),
+        None => path,
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct MasterArgs {
+    argv0: Option<String>,
+    conf: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+}
+
+impl MasterArgs {
+    /// Parses `nginx: master process /usr/sbin/nginx -p /x -c /x/nginx.conf`.
+    /// nginx joins argv with spaces in the title, so paths with spaces are ambiguous.
+    fn parse(cmdline: &str) -> Self {
+        let mut out = MasterArgs::default();
+        let mut words = cmdline
+            .strip_prefix(MASTER_TITLE)
+            .unwrap_or(cmdline)
+            .split_whitespace();
+        out.argv0 = words.next().map(str::to_string);
+        while let Some(word) = words.next() {
+            // nginx accepts both `-c FILE` and `-cFILE`.
+            let (Some(flag), Some(attached)) = (word.get(..2), word.get(2..)) else {
+                continue;
+            };
+            let mut value = || {
+                if attached.is_empty() {
+                    words.next()
+                } else {
+                    Some(attached)
+                }
+            };
+            match flag {
+                "-c" => out.conf = value().map(PathBuf::from),
+                "-p" => out.prefix = value().map(PathBuf::from),
+                "-g" | "-e" | "-s" => {
+                    value();
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Runs `nginx -T` for a discovered instance with [`DEFAULT_DUMP_TIMEOUT`].
+pub fn dump_config(instance: &NginxInstance) -> Result<String, DumpError> {
+    run_config_dump(
+        &instance.exe,
+        instance.prefix.as_deref(),
+        instance.conf_path.as_deref(),
+        DEFAULT_DUMP_TIMEOUT,
+    )
+}
+
+/// Runs `<exe> -T [-p prefix] [-c conf]` and returns its stdout (lossy UTF-8).
+pub fn run_config_dump(
+    exe: &Path,
+    prefix: Option<&Path>,
+    conf: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, DumpError> {
+    let mut command = Command::new(exe);
+    command.arg("-T");
+    if let Some(prefix) = prefix {
+        command.arg("-p").arg(prefix);
+    }
+    if let Some(conf) = conf {
+        command.arg("-c").arg(conf);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|source| DumpError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    })?;
+    // Drain both pipes concurrently: a large dump would otherwise fill the pipe
+    // and nginx would block forever while we wait for it to exit.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_with_timeout(&mut child, exe, timeout)?;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default())
+        .trim()
+        .to_string();
+    if status.success() {
+        return Ok(String::from_utf8_lossy(&stdout).into_owned());
+    }
+    let hint =
+        (stderr.contains("Permission denied") || stderr.contains("(13:")).then_some(ROOT_HINT);
+    Err(DumpError::Failed {
+        exe: exe.to_path_buf(),
+        status,
+        stderr,
+        hint,
+    })
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            if let Err(err) = pipe.read_to_end(&mut buf) {
+                debug!(error = %err, "reading nginx -T output");
+            }
+        }
+        buf
+    })
+}
+
+fn wait_with_timeout(
+    child: &mut Child,
+    exe: &Path,
+    timeout: Duration,
+) -> Result<ExitStatus, DumpError> {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if started.elapsed() >= timeout => {
+                // Best effort: the process may exit between the check and the kill.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(DumpError::Timeout {
+                    exe: exe.to_path_buf(),
+                    timeout,
+                });
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(source) => {
+                return Err(DumpError::Wait {
+                    exe: exe.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let unique = format!(
+                "vigil-{tag}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = std::env::temp_dir().join(unique);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn fake_process(root: &Path, pid: u32, comm: &str, cmdline: &[u8], ppid: u32) {
+        let dir = root.join(pid.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+        fs::write(dir.join("cmdline"), cmdline).unwrap();
+        fs::write(
+            dir.join("status"),
+            format!("Name:\t{comm}\nUmask:\t0022\nPPid:\t{ppid}\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn finds_masters_and_workers_in_a_fake_proc() {
+        let root = TempDir::new("proc");
+        let r = root.0.as_path();
+        fake_process(
+            r,
+            100,
+            "nginx",
+            b"nginx: master process /usr/sbin/nginx -p /tmp/x -c /tmp/x/nginx.conf\0",
+            1,
+        );
+        symlink("/usr/sbin/nginx (deleted)", r.join("100/exe")).unwrap();
+        fake_process(r, 102, "nginx", b"nginx: worker process\0\0\0\0\0\0", 100);
+        fake_process(r, 101, "nginx", b"nginx: worker process\0\0\0\0\0\0", 100);
+        fake_process(r, 103, "nginx", b"nginx: cache manager process\0\0", 100);
+        fake_process(r, 104, "bash", b"bash\0", 100);
+        // Binary upgrade: a new master is a child of the old one, not its worker.
+        fake_process(
+            r,
+            300,
+            "nginx",
+            b"nginx: master process nginx -g daemon off; -c/etc/n.conf\0",
+            100,
+        );
+        fake_process(r, 301, "nginx", b"nginx: worker process\0", 300);
+        fs::create_dir_all(r.join("400")).unwrap(); // vanished process: no files
+        fs::create_dir_all(r.join("sys")).unwrap();
+
+        let found = find_nginx(r).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            found[0],
+            NginxInstance {
+                master_pid: 100,
+                worker_pids: vec![101, 102, 103],
+                exe: "/usr/sbin/nginx".into(),
+                conf_path: Some("/tmp/x/nginx.conf".into()),
+                prefix: Some("/tmp/x".into()),
+            }
+        );
+        assert_eq!(
+            (found[1].master_pid, &found[1].worker_pids),
+            (300, &vec![301])
+        );
+        assert_eq!(
+            found[1].exe,
+            PathBuf::from("nginx"),
+            "falls back to argv[0]"
+        );
+        assert_eq!(
+            (found[1].conf_path.as_deref(), found[1].prefix.as_deref()),
+            (Some(Path::new("/etc/n.conf")), None)
+        );
+        assert!(find_nginx(&r.join("missing")).is_err());
+    }
+
+    #[test]
+    fn master_args_edge_cases() {
+        assert_eq!(
+            MasterArgs::parse("nginx: master process"),
+            MasterArgs::default()
+        );
+        let args = MasterArgs::parse("nginx: master process nginx -é -p");
+        assert_eq!((args.argv0.as_deref(), args.prefix), (Some("nginx"), None));
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    // One test for every spawned script: parallel tests forking while another
+    // thread still holds a script open for writing would cause ETXTBSY.
+    #[test]
+    fn config_dump_outcomes() {
+        let dir = TempDir::new("dump");
+        let ok = script(
+            &dir.0,
+            "ok",
+            "echo \"# configuration file /x/nginx.conf:\"; echo \"args: $*\"",
+        );
+        let denied = script(&dir.0, "denied", "echo 'nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed (13: Permission denied)' >&2; exit 1");
+        let broken = script(
+            &dir.0,
+            "broken",
+            "echo 'nginx: [emerg] unknown directive \"x\"' >&2; exit 1",
+        );
+        let slow = script(&dir.0, "slow", "exec sleep 5");
+
+        let out = run_config_dump(
+            &ok,
+            Some(Path::new("/p")),
+            Some(Path::new("/p/n.conf")),
+            DEFAULT_DUMP_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "# configuration file /x/nginx.conf:\nargs: -T -p /p -c /p/n.conf\n"
+        );
+
+        let err = run_config_dump(&denied, None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
+        assert!(
+            matches!(&err, DumpError::Failed { hint: Some(_), stderr, .. } if stderr.contains("13: Permission denied"))
+        );
+        assert!(err.to_string().contains("run vigil as root"), "{err}");
+
+        let err = run_config_dump(&broken, None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
+        assert!(
+            matches!(&err, DumpError::Failed { hint: None, stderr, .. } if stderr.contains("unknown directive"))
+        );
+
+        let started = Instant::now();
+        let err = run_config_dump(&slow, None, None, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(err, DumpError::Timeout { .. }));
+        assert!(started.elapsed() < Duration::from_secs(4));
+
+        let err =
+            run_config_dump(&dir.0.join("absent"), None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
+        assert!(matches!(err, DumpError::Spawn { .. }));
+    }
+}

@@ -1,0 +1,470 @@
+//! Follows one log file by polling (std only), surviving logrotate's
+//! rename-and-create and copytruncate rotations.
+
+use serde::Serialize;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use tracing::{debug, info, warn};
+
+pub const DEFAULT_MAX_LINE: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read per poll at most, so a large backlog is consumed over several
+/// polls instead of in one huge batch.
+const MAX_BYTES_PER_POLL: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TailLine {
+    /// Line without its newline; invalid UTF-8 replaced with U+FFFD.
+    pub text: String,
+    /// Cut at the maximum length, or left incomplete when the file rotated.
+    pub truncated: bool,
+}
+
+/// Where reading starts in the first file opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+struct OpenFile {
+    file: File,
+    /// (device, inode): a different pair at `path` means the file was rotated.
+    id: (u64, u64),
+    offset: u64,
+}
+
+pub struct LogTail {
+    path: PathBuf,
+    max_line: usize,
+    /// Start position for the next file opened; files found later start at 0.
+    start: StartAt,
+    open: Option<OpenFile>,
+    /// Bytes of the current, not yet complete line (never more than `max_line`).
+    partial: Vec<u8>,
+    /// The current line was already emitted cut; drop bytes up to its newline.
+    skipping: bool,
+    /// Lines read during a poll that then failed; returned by the next poll.
+    pending: Vec<TailLine>,
+}
+
+impl LogTail {
+    /// Follows `path`, which need not exist yet. Lines longer than `max_line`
+    /// bytes are cut and flagged.
+    pub fn new(path: impl Into<PathBuf>, start: StartAt, max_line: usize) -> Self {
+        let mut tail = LogTail {
+            path: path.into(),
+            max_line: max_line.max(1),
+            start,
+            open: None,
+            partial: Vec::new(),
+            skipping: false,
+            pending: Vec::new(),
+        };
+        // Open now so that "at end" means the end as of construction.
+        if let Err(err) = tail.try_open() {
+            warn!(error = %err, "log file not readable yet; will retry");
+        }
+        tail
+    }
+
+    /// Follows only lines written from now on.
+    pub fn open_at_end(path: impl Into<PathBuf>) -> Self {
+        Self::new(path, StartAt::End, DEFAULT_MAX_LINE)
+    }
+
+    /// Reads the existing contents first, then follows.
+    pub fn open_from_start(path: impl Into<PathBuf>) -> Self {
+        Self::new(path, StartAt::Beginning, DEFAULT_MAX_LINE)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns the complete lines written since the last poll.
+    pub fn poll(&mut self) -> Result<Vec<TailLine>, TailError> {
+        // Lines read before an error are kept for the next poll, not dropped.
+        let mut lines = std::mem::take(&mut self.pending);
+        match self.poll_into(&mut lines) {
+            Ok(()) => Ok(lines),
+            Err(err) => {
+                self.pending = lines;
+                Err(err)
+            }
+        }
+    }
+
+    fn poll_into(&mut self, lines: &mut Vec<TailLine>) -> Result<(), TailError> {
+        if self.open.is_none() && !self.try_open()? {
+            return Ok(());
+        }
+        self.restart_if_truncated(lines)?;
+        if self.read_available(lines)? {
+            self.follow_rotation(lines)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the file at `path`; `Ok(false)` if it does not exist (yet).
+    fn try_open(&mut self) -> Result<bool, TailError> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                // Whatever appears at this path later is new: read it whole.
+                self.start = StartAt::Beginning;
+                return Ok(false);
+            }
+            Err(err) => return Err(io_error(&self.path, "open")(err)),
+        };
+        let meta = file.metadata().map_err(io_error(&self.path, "stat"))?;
+        let offset = match self.start {
+            StartAt::Beginning => 0,
+            StartAt::End => meta.len(),
+        };
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_error(&self.path, "seek"))?;
+        self.start = StartAt::Beginning;
+        self.open = Some(OpenFile {
+            file,
+            id: (meta.dev(), meta.ino()),
+            offset,
+        });
+        debug!(path = %self.path.display(), offset, "following log file");
+        Ok(true)
+    }
+
+    /// copytruncate empties the file in place: start over from its beginning.
+    fn restart_if_truncated(&mut self, lines: &mut Vec<TailLine>) -> Result<(), TailError> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let len = open
+            .file
+            .metadata()
+            .map_err(io_error(&self.path, "stat"))?
+            .len();
+        if len >= open.offset {
+            return Ok(());
+        }
+        info!(path = %self.path.display(), len, offset = open.offset, "log file truncated; reading from start");
+        open.file
+            .seek(SeekFrom::Start(0))
+            .map_err(io_error(&self.path, "seek"))?;
+        open.offset = 0;
+        self.flush_partial(lines);
+        Ok(())
+    }
+
+    /// Reads what is available; `Ok(true)` when the end of file was reached.
+    fn read_available(&mut self, lines: &mut Vec<TailLine>) -> Result<bool, TailError> {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut budget = MAX_BYTES_PER_POLL;
+        while budget > 0 {
+            let Some(open) = self.open.as_mut() else {
+                return Ok(true);
+            };
+            let n = match open.file.read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(io_error(&self.path, "read")(err)),
+            };
+            open.offset += n as u64;
+            budget = budget.saturating_sub(n);
+            self.push_bytes(&buf[..n], lines);
+        }
+        Ok(false)
+    }
+
+    /// At EOF: if `path` now names another file, finish the old one and switch.
+    fn follow_rotation(&mut self, lines: &mut Vec<TailLine>) -> Result<(), TailError> {
+        let Some(current) = self.open.as_ref().map(|o| o.id) else {
+            return Ok(());
+        };
+        match fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) != current => {
+                // nginx may have written more before reopening its log: drain
+                // it, and if that hit the per-poll budget, switch next poll.
+                if !self.read_available(lines)? {
+                    return Ok(());
+                }
+                info!(path = %self.path.display(), "log file rotated; following the new file");
+                self.switch_file(lines)?;
+                self.read_available(lines)?;
+            }
+            Ok(_) => {}
+            // Renamed away and not recreated yet: keep reading the old file,
+            // unless it was deleted outright (then holding it only pins disk space).
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                let deleted = self
+                    .open
+                    .as_ref()
+                    .and_then(|o| o.file.metadata().ok())
+                    .is_some_and(|m| m.nlink() == 0);
+                if deleted {
+                    info!(path = %self.path.display(), "log file deleted; waiting for a new one");
+                    self.switch_file(lines)?;
+                }
+            }
+            Err(err) => return Err(io_error(&self.path, "stat")(err)),
+        }
+        Ok(())
+    }
+
+    fn switch_file(&mut self, lines: &mut Vec<TailLine>) -> Result<bool, TailError> {
+        self.flush_partial(lines);
+        self.open = None;
+        self.start = StartAt::Beginning;
+        self.try_open()
+    }
+
+    /// Emits a pending incomplete line flagged as truncated.
+    fn flush_partial(&mut self, lines: &mut Vec<TailLine>) {
+        if !self.partial.is_empty() {
+            lines.push(self.take_line(true));
+        }
+        self.skipping = false;
+    }
+
+    /// Splits bytes into lines, enforcing `max_line`.
+    fn push_bytes(&mut self, mut data: &[u8], lines: &mut Vec<TailLine>) {
+        while !data.is_empty() {
+            let newline = data.iter().position(|&b| b == b'\n');
+            let (segment, complete) = match newline {
+                Some(i) => (&data[..i], true),
+                None => (data, false),
+            };
+            data = newline.map_or(&[][..], |i| &data[i + 1..]);
+            if self.skipping {
+                self.skipping = !complete;
+                continue;
+            }
+            let room = self.max_line - self.partial.len();
+            if segment.len() > room {
+                self.partial.extend_from_slice(&segment[..room]);
+                lines.push(self.take_line(true));
+                self.skipping = !complete;
+            } else {
+                self.partial.extend_from_slice(segment);
+                if complete {
+                    lines.push(self.take_line(false));
+                }
+            }
+        }
+    }
+
+    fn take_line(&mut self, truncated: bool) -> TailLine {
+        let bytes = std::mem::take(&mut self.partial);
+        TailLine {
+            text: decode_lossy(bytes, truncated),
+            truncated,
+        }
+    }
+}
+
+fn io_error<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> TailError + 'a {
+    move |source| TailError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lossy UTF-8 decoding; for a cut line, a multi-byte character split by the
+/// cut is dropped rather than shown as U+FFFD.
+fn decode_lossy(bytes: Vec<u8>, cut: bool) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let utf8 = err.utf8_error();
+            let mut bytes = err.into_bytes();
+            if cut && utf8.error_len().is_none() {
+                bytes.truncate(utf8.valid_up_to());
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let unique = format!(
+                "vigil-tail-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = std::env::temp_dir().join(unique);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn append(path: &Path, data: &[u8]) {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+    }
+
+    fn texts(lines: Vec<TailLine>) -> Vec<(String, bool)> {
+        lines.into_iter().map(|l| (l.text, l.truncated)).collect()
+    }
+
+    fn full(s: &str) -> (String, bool) {
+        (s.to_string(), false)
+    }
+
+    fn cut(s: &str) -> (String, bool) {
+        (s.to_string(), true)
+    }
+
+    #[test]
+    fn partial_lines_wait_for_their_newline() {
+        let dir = TempDir::new();
+        let path = dir.0.join("access.log");
+        append(&path, b"old\n");
+        let mut tail = LogTail::open_at_end(&path);
+        assert_eq!(tail.poll().unwrap(), []);
+        append(&path, b"a\nb");
+        assert_eq!(texts(tail.poll().unwrap()), [full("a")]);
+        assert_eq!(tail.poll().unwrap(), []);
+        append(&path, b"c\n\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("bc"), full("")]);
+
+        let mut from_start = LogTail::open_from_start(&path);
+        assert_eq!(
+            texts(from_start.poll().unwrap()),
+            [full("old"), full("a"), full("bc"), full("")]
+        );
+    }
+
+    #[test]
+    fn missing_file_is_read_from_start_once_it_appears() {
+        let dir = TempDir::new();
+        let path = dir.0.join("later.log");
+        let mut tail = LogTail::open_at_end(&path);
+        assert_eq!(tail.poll().unwrap(), []);
+        append(&path, b"first\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("first")]);
+        assert_eq!(tail.path(), path);
+    }
+
+    #[test]
+    fn rename_rotation_finishes_old_file_then_follows_new_one() {
+        let dir = TempDir::new();
+        let path = dir.0.join("error.log");
+        append(&path, b"a\n");
+        let mut tail = LogTail::open_from_start(&path);
+        assert_eq!(texts(tail.poll().unwrap()), [full("a")]);
+
+        // logrotate renames; nginx keeps writing the old inode until USR1.
+        let mut old = OpenOptions::new().append(true).open(&path).unwrap();
+        fs::rename(&path, dir.0.join("error.log.1")).unwrap();
+        old.write_all(b"b\n").unwrap();
+        assert_eq!(texts(tail.poll().unwrap()), [full("b")]);
+        old.write_all(b"c\npart").unwrap();
+        append(&path, b"new\n");
+        assert_eq!(
+            texts(tail.poll().unwrap()),
+            [full("c"), cut("part"), full("new")]
+        );
+        append(&path, b"next\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("next")]);
+    }
+
+    #[test]
+    fn copytruncate_restarts_at_zero() {
+        let dir = TempDir::new();
+        let path = dir.0.join("access.log");
+        append(&path, b"aaaa\nbbbb\n");
+        let mut tail = LogTail::open_from_start(&path);
+        assert_eq!(tail.poll().unwrap().len(), 2);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&path, b"c\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("c")]);
+    }
+
+    #[test]
+    fn deleted_file_is_released_and_recreated_one_followed() {
+        let dir = TempDir::new();
+        let path = dir.0.join("x.log");
+        append(&path, b"a\n");
+        let mut tail = LogTail::open_from_start(&path);
+        assert_eq!(tail.poll().unwrap().len(), 1);
+        fs::remove_file(&path).unwrap();
+        assert_eq!(tail.poll().unwrap(), []);
+        assert!(tail.open.is_none());
+        append(&path, b"b\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("b")]);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_rest_skipped() {
+        let dir = TempDir::new();
+        let path = dir.0.join("long.log");
+        let mut tail = LogTail::new(&path, StartAt::End, 8);
+        append(&path, b"0123456789abc\n01234567\nok\n0123456789");
+        assert_eq!(
+            texts(tail.poll().unwrap()),
+            [
+                cut("01234567"),
+                full("01234567"),
+                full("ok"),
+                cut("01234567")
+            ]
+        );
+        append(&path, b"still the same line\nnext\n");
+        assert_eq!(texts(tail.poll().unwrap()), [full("next")]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_cuts_respect_characters() {
+        let dir = TempDir::new();
+        let path = dir.0.join("bytes.log");
+        let mut tail = LogTail::new(&path, StartAt::Beginning, 4);
+        append(&path, b"a\xffb\nabc\xc3\xa9z\n");
+        assert_eq!(
+            texts(tail.poll().unwrap()),
+            [full("a\u{fffd}b"), cut("abc")]
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The running nginx as the agent sees it: its processes, the upstreams and timeouts from
+//! its configuration, and what its error and access logs say, parsed and counted.
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::{
+    nginx::{
+        dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail,
+        NginxConfig, NginxInstance, ProxyTarget, UpstreamError,
+    },
+    procs::ProcessSample,
+};
+
+/// Debian's compiled-in prefix, for relative paths when nginx runs without `-p`.
+const DEFAULT_PREFIX: &str = "/usr/share/nginx";
+const RECENT_ERRORS: usize = 20;
+
+pub struct NginxView {
+    /// Every nginx master on the node (usually one) and the configurations they run.
+    instances: Vec<NginxInstance>,
+    configs: Vec<NginxConfig>,
+    error_logs: Vec<LogTail>,
+    access_logs: Vec<(LogTail, LogFormat)>,
+    tally: LogTally,
+}
+
+/// What the logs said since the agent started.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LogTally {
+    pub responses: BTreeMap<u16, u64>,
+    pub upstream_errors: BTreeMap<&'static str, u64>,
+    pub recent_upstream_errors: VecDeque<ErrorLogRecord>,
+    /// Lines that matched no known layout (kept raw for shipping, counted here).
+    pub unparsed_lines: u64,
+    pub truncated_lines: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProxySummary {
+    pub location: Option<String>,
+    pub target: String,
+    pub connect_timeout_ms: u128,
+    pub read_timeout_ms: u128,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NginxSnapshot {
+    pub master_pids: Vec<u32>,
+    pub processes: Vec<ProcessSample>,
+    pub proxies: Vec<ProxySummary>,
+    pub error_logs: Vec<PathBuf>,
+    pub access_logs: Vec<PathBuf>,
+    #[serde(flatten)]
+    pub logs: LogTally,
+}
+
+pub fn upstream_error_name(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Refused => "refused",
+        UpstreamError::TimedOut => "timeout",
+        UpstreamError::Reset => "reset",
+        UpstreamError::Unreachable => "unreachable",
+        UpstreamError::NoLiveUpstreams => "no_live_upstreams",
+        UpstreamError::PrematureClose => "premature_close",
+        UpstreamError::Other { .. } => "error",
+    }
+}
+
+fn read_config(instance: &NginxInstance) -> Option<NginxConfig> {
+    let dump = dump_config(instance)
+        .map_err(|e| warn!("cannot read nginx's configuration: {e}"))
+        .ok()?;
+    let prefix = instance.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    NginxConfig::parse(&dump, &prefix)
+        .map_err(|e| warn!("cannot parse `nginx -T` output: {e}"))
+        .ok()
+}
+
+fn usable_log(path: &Path) -> bool {
+    path != Path::new("/dev/null")
+}
+
+impl NginxView {
+    /// Finds the running nginx masters and their logs; explicit log paths win over the
+    /// configs'. None when there is neither a running nginx nor an explicit log.
+    pub fn discover(error_log: Option<PathBuf>, access_log: Option<PathBuf>) -> Option<Self> {
+        let instances = find_nginx(Path::new("/proc")).unwrap_or_else(|e| {
+            warn!("cannot look for nginx: {e}");
+            Vec::new()
+        });
+        let configs: Vec<NginxConfig> = instances.iter().filter_map(read_config).collect();
+        let config = &configs;
+        if instances.is_empty() && error_log.is_none() && access_log.is_none() {
+            info!("no running nginx found");
+            return None;
+        }
+        let error_paths: Vec<PathBuf> = match error_log {
+            Some(p) => vec![p],
+            None => config.iter().flat_map(|c| c.error_logs.clone()).collect(),
+        };
+        let access: Vec<(PathBuf, LogFormat)> = match access_log {
+            Some(p) => vec![(p, LogFormat::combined())],
+            None => config.iter().flat_map(access_logs_with_formats).collect(),
+        };
+        let mut seen = BTreeSet::new();
+        let error_logs = error_paths
+            .into_iter()
+            .filter(|p| usable_log(p) && seen.insert(p.clone()))
+            .map(LogTail::open_at_end)
+            .collect();
+        let access_logs = access
+            .into_iter()
+            .filter(|(p, _)| usable_log(p) && seen.insert(p.clone()))
+            .map(|(p, f)| (LogTail::open_at_end(p), f))
+            .collect();
+        for i in &instances {
+            info!(master = i.master_pid, workers = i.worker_pids.len(), "found nginx");
+        }
+        Some(NginxView { instances, configs, error_logs, access_logs, tally: LogTally::default() })
+    }
+
+    /// Destination ports of every upstream in nginx's configuration.
+    pub fn upstream_ports(&self) -> BTreeSet<u16> {
+        self.configs.iter().flat_map(|c| c.upstream_ports()).collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.instances
+            .iter()
+            .flat_map(|i| std::iter::once(i.master_pid).chain(i.worker_pids.iter().copied()))
+            .collect()
+    }
+
+    pub fn poll_logs(&mut self) {
+        for tail in &mut self.error_logs {
+            for line in poll(tail) {
+                self.tally.truncated_lines += u64::from(line.truncated);
+                match parse_error_line(&line.text) {
+                    Ok(record) => self.tally.add_error(record),
+                    Err(_) => self.tally.unparsed_lines += 1,
+                }
+            }
+        }
+        for (tail, format) in &mut self.access_logs {
+            for line in poll(tail) {
+                self.tally.truncated_lines += u64::from(line.truncated);
+                match format.parse(&line.text).ok().and_then(|r| r.status()) {
+                    Some(status) => *self.tally.responses.entry(status).or_default() += 1,
+                    None => self.tally.unparsed_lines += 1,
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self, samples: &[ProcessSample]) -> NginxSnapshot {
+        let pids = self.pids();
+        NginxSnapshot {
+            master_pids: self.instances.iter().map(|i| i.master_pid).collect(),
+            processes: samples.iter().filter(|s| pids.contains(&s.pid)).cloned().collect(),
+            proxies: self.configs.iter().flat_map(|c| &c.proxies).map(|p| ProxySummary {
+                location: p.location.clone(),
+                target: match &p.target {
+                    ProxyTarget::Upstream(s) | ProxyTarget::Address(s) | ProxyTarget::Dynamic(s) => s.clone(),
+                },
+                connect_timeout_ms: p.connect_timeout.as_millis(),
+                read_timeout_ms: p.read_timeout.as_millis(),
+            }).collect(),
+            error_logs: self.error_logs.iter().map(|t| t.path().to_owned()).collect(),
+            access_logs: self.access_logs.iter().map(|(t, _)| t.path().to_owned()).collect(),
+            logs: self.tally.clone(),
+        }
+    }
+}
+
+fn poll(tail: &mut LogTail) -> Vec<crate::nginx::TailLine> {
+    tail.poll().unwrap_or_else(|e| {
+        warn!("{e}");
+        Vec::new()
+    })
+}
+
+fn access_logs_with_formats(config: &NginxConfig) -> Vec<(PathBuf, LogFormat)> {
+    config
+        .access_logs
+        .iter()
+        .filter_map(|log| {
+            let text = config.log_formats.get(&log.format)?;
+            match LogFormat::compile(text) {
+                Ok(format) => Some((log.path.clone(), format)),
+                Err(e) => {
+                    warn!(format = %log.format, "cannot use log_format: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+impl LogTally {
+    fn add_error(&mut self, record: ErrorLogRecord) {
+        let Some(kind) = record.upstream_error.as_ref().map(upstream_error_name) else {
+            return;
+        };
+        *self.upstream_errors.entry(kind).or_default() += 1;
+        if self.recent_upstream_errors.len() == RECENT_ERRORS {
+            self.recent_upstream_errors.pop_front();
+        }
+        self.recent_upstream_errors.push_back(record);
+    }
+}
