@@ -1,11 +1,16 @@
-//! Connect outcome: `sock/inet_sock_set_state` from SYN_SENT to CLOSE, plus the SYN
-//! retransmits and resets that explain a failure. Field offsets are those of the tracepoint
-//! `format` files (checked by the agent at load time).
+//! Connect outcome: `inet_sock_set_state` from SYN_SENT to CLOSE, plus the SYN retransmits
+//! and resets that explain a failure.
+//!
+//! Two entry points share one state machine: a raw tracepoint reading the socket at offsets
+//! the agent found in BTF (preferred: no per-event record is built, so untracked sockets
+//! cost one map lookup), and the classic tracepoint reading its record (fallback when BTF is
+//! missing; offsets from its `format` file, checked by the agent at load time).
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use vigil_agent_ebpf::{
     conn_flags,
@@ -23,26 +28,115 @@ use crate::maps::{
 const IPPROTO_TCP: u16 = 6;
 const AF_INET: u16 = 2;
 
+/// A field of a classic tracepoint record: a direct load, no helper call.
+///
+/// SAFETY: `offset` must be a naturally aligned field of the record (see `fields`).
+#[inline(always)]
+pub unsafe fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    unsafe { *(ctx.as_ptr() as *const u8).add(offset).cast::<T>() }
+}
 
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets from the tracepoint's format file.
-    let _ = unsafe { on_state_change(&ctx) };
+/// Where a state change's socket fields come from.
+enum Source<'a> {
+    Record(&'a TracePointContext),
+    Sock(u64),
+}
+
+impl Source<'_> {
+    #[inline(always)]
+    unsafe fn sock<T: Copy + Default>(sk: u64, which: u32) -> T {
+        match setting(which) {
+            Some(off) => unsafe { bpf_probe_read_kernel((sk as usize + off) as *const T) }
+                .unwrap_or_default(),
+            None => T::default(),
+        }
+    }
+
+    unsafe fn dport(&self) -> u16 {
+        match self {
+            Source::Record(ctx) => unsafe { record(ctx, ss::DPORT) },
+            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, setting::SOCK_DPORT) }),
+        }
+    }
+
+    unsafe fn sport(&self) -> u16 {
+        match self {
+            Source::Record(ctx) => unsafe { record(ctx, ss::SPORT) },
+            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, setting::SOCK_SPORT) }),
+        }
+    }
+
+    unsafe fn family(&self) -> u16 {
+        match self {
+            Source::Record(ctx) => unsafe { record(ctx, ss::FAMILY) },
+            Source::Sock(sk) => unsafe { Self::sock(*sk, setting::SOCK_FAMILY) },
+        }
+    }
+
+    unsafe fn protocol(&self) -> u16 {
+        match self {
+            Source::Record(ctx) => unsafe { record(ctx, ss::PROTOCOL) },
+            Source::Sock(sk) => unsafe { Self::sock(*sk, setting::SOCK_PROTOCOL) },
+        }
+    }
+
+    /// Source (`local`) or destination address; IPv4 in the first 4 bytes.
+    unsafe fn addr(&self, family: u16, local: bool) -> [u8; 16] {
+        let mut addr = [0u8; 16];
+        match self {
+            Source::Record(ctx) if family == AF_INET => {
+                let v4: u32 = unsafe { record(ctx, if local { ss::SADDR } else { ss::DADDR }) };
+                addr[..4].copy_from_slice(&v4.to_ne_bytes());
+            }
+            Source::Record(ctx) => {
+                let at = if local { ss::SADDR_V6 } else { ss::DADDR_V6 };
+                let (hi, lo): (u64, u64) = unsafe { (record(ctx, at), record(ctx, at + 8)) };
+                addr[..8].copy_from_slice(&hi.to_ne_bytes());
+                addr[8..].copy_from_slice(&lo.to_ne_bytes());
+            }
+            Source::Sock(sk) if family == AF_INET => {
+                let which = if local { setting::SOCK_SADDR } else { setting::SOCK_DADDR };
+                let v4: u32 = unsafe { Self::sock(*sk, which) };
+                addr[..4].copy_from_slice(&v4.to_ne_bytes());
+            }
+            Source::Sock(sk) => {
+                let which = if local { setting::SOCK_V6_SADDR } else { setting::SOCK_V6_DADDR };
+                addr = unsafe { Self::sock(*sk, which) };
+            }
+        }
+        addr
+    }
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state_raw(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
+    let sk: u64 = ctx.arg(0);
+    let (old, new) = (ctx.arg::<u64>(1) as i32, ctx.arg::<u64>(2) as i32);
+    // SAFETY: socket offsets come from the running kernel's BTF.
+    unsafe { on_state_change(Source::Sock(sk), sk, old, new) };
     0
 }
 
-unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
-    if unsafe { ctx.read_at::<u16>(ss::PROTOCOL)? } != IPPROTO_TCP {
-        return Ok(());
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets from the tracepoint's format file, checked by the agent.
+    unsafe {
+        let (sk, old, new) = (record(&ctx, ss::SKADDR), record(&ctx, ss::OLDSTATE), record(&ctx, ss::NEWSTATE));
+        on_state_change(Source::Record(&ctx), sk, old, new);
     }
-    let skaddr: u64 = unsafe { ctx.read_at(ss::SKADDR)? };
-    let old: i32 = unsafe { ctx.read_at(ss::OLDSTATE)? };
-    let new: i32 = unsafe { ctx.read_at(ss::NEWSTATE)? };
+    0
+}
+
+#[inline(always)]
+unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
     if old == tcp_state::CLOSE && new == tcp_state::SYN_SENT {
-        return unsafe { start_tracking(ctx, skaddr) };
+        unsafe { start_tracking(&src, skaddr) };
+        return;
     }
+    // The hot path for every other socket on the machine: one lookup.
     let Some(conn) = tracked(skaddr) else {
-        return Ok(());
+        return;
     };
     // SAFETY: pointer into the map value, valid for this program run.
     let conn = unsafe { &mut *conn };
@@ -51,8 +145,8 @@ unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
             conn.established_ns = now_ns();
             conn.flags |= conn_flags::ESTABLISHED;
             // The source port is still 0 at SYN_SENT; here it is known.
-            conn.sport = unsafe { ctx.read_at(ss::SPORT)? };
-            conn.saddr = unsafe { read_addr(ctx, conn.family, ss::SADDR, ss::SADDR_V6)? };
+            conn.sport = unsafe { src.sport() };
+            conn.saddr = unsafe { src.addr(conn.family, true) };
         }
         (tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1) => {
             conn.flags |= conn_flags::CLIENT_CLOSED_FIRST;
@@ -63,34 +157,34 @@ unsafe fn on_state_change(ctx: &TracePointContext) -> Result<(), i32> {
         (_, tcp_state::CLOSE) => {
             // A failed connect never saw ESTABLISHED; its address is bound by now.
             if conn.sport == 0 {
-                conn.sport = unsafe { ctx.read_at(ss::SPORT)? };
-                conn.saddr = unsafe { read_addr(ctx, conn.family, ss::SADDR, ss::SADDR_V6)? };
+                conn.sport = unsafe { src.sport() };
+                conn.saddr = unsafe { src.addr(conn.family, true) };
             }
             unsafe { emit_closed(conn, skaddr, old) };
             let _ = CONNECTIONS.remove(skaddr);
         }
         _ => {}
     }
-    Ok(())
 }
 
 /// CLOSE → SYN_SENT runs inside connect(): `current` is the connecting process, which later
 /// transitions (softirq, timers) cannot tell. Record it now.
-unsafe fn start_tracking(ctx: &TracePointContext, skaddr: u64) -> Result<(), i32> {
-    let dport: u16 = unsafe { ctx.read_at(ss::DPORT)? };
+#[inline(always)]
+unsafe fn start_tracking(src: &Source, skaddr: u64) {
+    let dport = unsafe { src.dport() };
     // SAFETY: lookup only.
-    if unsafe { WATCHED_PORTS.get(dport) }.is_none() {
-        return Ok(());
+    if unsafe { WATCHED_PORTS.get(dport) }.is_none() || unsafe { src.protocol() } != IPPROTO_TCP {
+        return;
     }
     count(stat::CONNECTS_SEEN);
-    let family: u16 = unsafe { ctx.read_at(ss::FAMILY)? };
+    let family = unsafe { src.family() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let conn = Connection {
         connect_ns: now_ns(),
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        daddr: unsafe { read_addr(ctx, family, ss::DADDR, ss::DADDR_V6)? },
+        daddr: unsafe { src.addr(family, false) },
         family,
         dport,
         ..Connection::default()
@@ -98,25 +192,9 @@ unsafe fn start_tracking(ctx: &TracePointContext, skaddr: u64) -> Result<(), i32
     if CONNECTIONS.insert(skaddr, conn, 0).is_err() {
         count(stat::TRACK_FAILED);
     }
-    Ok(())
 }
 
-unsafe fn read_addr(
-    ctx: &TracePointContext,
-    family: u16,
-    v4: usize,
-    v6: usize,
-) -> Result<[u8; 16], i32> {
-    let mut addr = [0u8; 16];
-    if family == AF_INET {
-        let a: [u8; 4] = unsafe { ctx.read_at(v4)? };
-        addr[..4].copy_from_slice(&a);
-    } else {
-        addr = unsafe { ctx.read_at(v6)? };
-    }
-    Ok(addr)
-}
-
+#[inline(always)]
 unsafe fn read_sock<T: Default>(skaddr: u64, which: u32) -> Option<T> {
     let offset = setting(which)?;
     unsafe { bpf_probe_read_kernel((skaddr as usize + offset) as *const T) }.ok()
@@ -146,11 +224,9 @@ unsafe fn emit_closed(conn: &Connection, skaddr: u64, old_state: i32) {
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file.
-    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(rt::SKADDR) }) else {
-        return 0;
-    };
+    let skaddr: u64 = unsafe { record(&ctx, rt::SKADDR) };
     if let Some(conn) = tracked(skaddr) {
-        let state: i32 = unsafe { ctx.read_at(rt::STATE) }.unwrap_or(0);
+        let state: i32 = unsafe { record(&ctx, rt::STATE) };
         // SAFETY: pointer into the map value.
         let conn = unsafe { &mut *conn };
         if state == tcp_state::SYN_SENT {
@@ -174,11 +250,10 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[inline(always)]
 fn mark(ctx: &TracePointContext, skaddr_offset: usize, flag: u32) {
     // SAFETY: offsets from the tracepoint's format file.
-    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(skaddr_offset) }) else {
-        return;
-    };
+    let skaddr: u64 = unsafe { record(ctx, skaddr_offset) };
     if let Some(conn) = tracked(skaddr) {
         // SAFETY: pointer into the map value.
         unsafe { (*conn).flags |= flag };

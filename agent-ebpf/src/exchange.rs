@@ -1,15 +1,18 @@
 //! Request/response timing on tracked sockets: the first send (`tcp_sendmsg_locked`, as a raw
-//! tracepoint because its classic format has no socket) and the first received segment carrying
-//! data (`tcp/tcp_probe`, `data_len > 0`). No first byte before the client closes = silent close.
+//! tracepoint because its classic format has no socket) and the first response byte
+//! (raw `sk_data_ready` with `bytes_received > 0`, or on older kernels the classic
+//! `tcp/tcp_probe` with `data_len > 0`). No first byte before the client closes = silent close.
 use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
+use vigil_agent_ebpf::{fields::tcp_probe as tp, setting};
 
-use vigil_agent_ebpf::fields::tcp_probe as tp;
-
-use crate::maps::{now_ns, tracked};
-
+use crate::{
+    connect::record,
+    maps::{now_ns, setting, tracked},
+};
 
 #[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
 pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
@@ -25,18 +28,41 @@ pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_probe")]
-pub fn tcp_probe(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets from the tracepoint's format file.
-    let Ok(skaddr) = (unsafe { ctx.read_at::<u64>(tp::SKADDR) }) else {
-        return 0;
-    };
+#[raw_tracepoint(tracepoint = "sk_data_ready")]
+pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk)
+    let skaddr: u64 = ctx.arg(0);
     let Some(conn) = tracked(skaddr) else {
         return 0;
     };
     // SAFETY: pointer into the map value.
     let conn = unsafe { &mut *conn };
-    if conn.first_byte_ns == 0 && unsafe { ctx.read_at::<u16>(tp::DATA_LEN) }.unwrap_or(0) > 0 {
+    if conn.first_byte_ns != 0 {
+        return 0;
+    }
+    // A bare FIN wakes readers too: only bytes actually received count.
+    let received = match setting(setting::TCP_BYTES_RECEIVED) {
+        // SAFETY: offset from BTF; probe_read tolerates a bad pointer.
+        Some(off) => unsafe { bpf_probe_read_kernel((skaddr as usize + off) as *const u64) }
+            .unwrap_or(0),
+        None => 0,
+    };
+    if received > 0 {
+        conn.first_byte_ns = now_ns();
+    }
+    0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_probe")]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets from the tracepoint's format file.
+    let skaddr: u64 = unsafe { record(&ctx, tp::SKADDR) };
+    let Some(conn) = tracked(skaddr) else {
+        return 0;
+    };
+    // SAFETY: pointer into the map value.
+    let conn = unsafe { &mut *conn };
+    if conn.first_byte_ns == 0 && unsafe { record::<u16>(&ctx, tp::DATA_LEN) } > 0 {
         conn.first_byte_ns = now_ns();
     }
     0

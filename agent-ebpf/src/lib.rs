@@ -51,7 +51,9 @@ pub mod stat {
 }
 
 /// Indices of the `SETTINGS` array: kernel struct offsets read by the agent from BTF
-/// (CO-RE by hand; Rust eBPF has no relocations). 0 = unknown, the probe skips that read.
+/// (CO-RE by hand; Rust eBPF has no relocations). Stored as offset + 1 so that an unset
+/// slot (0) means unknown (`skc_daddr` really is at offset 0); the probe skips unknown reads.
+/// Socket offsets are relative to the `struct sock *` (sock_common sits at its start).
 pub mod setting {
     /// `offsetof(struct sock, sk_err)`.
     pub const SOCK_SK_ERR: u32 = 0;
@@ -61,7 +63,29 @@ pub mod setting {
     pub const TCP_BYTES_SENT: u32 = 2;
     /// `offsetof(struct tcp_sock, bytes_received)`.
     pub const TCP_BYTES_RECEIVED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// `skc_family` (u16).
+    pub const SOCK_FAMILY: u32 = 4;
+    /// `skc_dport` (be16).
+    pub const SOCK_DPORT: u32 = 5;
+    /// `inet_sock.inet_sport` (be16).
+    pub const SOCK_SPORT: u32 = 6;
+    /// `skc_daddr` (be32).
+    pub const SOCK_DADDR: u32 = 7;
+    /// `skc_rcv_saddr` (be32).
+    pub const SOCK_SADDR: u32 = 8;
+    /// `skc_v6_daddr` (16 bytes).
+    pub const SOCK_V6_DADDR: u32 = 9;
+    /// `skc_v6_rcv_saddr` (16 bytes).
+    pub const SOCK_V6_SADDR: u32 = 10;
+    /// `sk_protocol` (u16).
+    pub const SOCK_PROTOCOL: u32 = 11;
+    pub const COUNT: u32 = 12;
+
+    /// What the raw `inet_sock_set_state` program reads from the socket itself.
+    pub const SOCK_FIELDS: &[u32] = &[
+        SOCK_FAMILY, SOCK_DPORT, SOCK_SPORT, SOCK_DADDR, SOCK_SADDR, SOCK_V6_DADDR,
+        SOCK_V6_SADDR, SOCK_PROTOCOL,
+    ];
 }
 
 /// Per-socket state kept in the `CONNECTIONS` map from connect() to close.

@@ -1,5 +1,6 @@
 //! Maps shared by the programs, and the small helpers around them.
 use aya_ebpf::{
+    bindings::BPF_F_NO_COMMON_LRU,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -19,7 +20,7 @@ pub static WATCHED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHE
 /// Tracked sockets by `struct sock` address. LRU so a flood cannot exhaust it.
 #[map]
 pub static CONNECTIONS: LruHashMap<u64, Connection> =
-    LruHashMap::with_max_entries(MAX_TRACKED_SOCKETS, 0);
+    LruHashMap::with_max_entries(MAX_TRACKED_SOCKETS, BPF_F_NO_COMMON_LRU);
 
 #[map]
 pub static CONNECTION_EVENTS: RingBuf = RingBuf::with_byte_size(CONNECTION_RING_BYTES, 0);
@@ -46,7 +47,7 @@ pub fn count(stat: u32) {
 #[inline(always)]
 pub fn setting(index: u32) -> Option<usize> {
     match SETTINGS.get(index) {
-        Some(&offset) if offset != 0 => Some(offset as usize),
+        Some(&stored) if stored != 0 => Some(stored as usize - 1),
         _ => None,
     }
 }

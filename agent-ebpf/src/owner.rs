@@ -11,7 +11,10 @@ use aya_ebpf::{
 };
 use vigil_agent_ebpf::{fields, setting, stat, ProcessExit};
 
-use crate::maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS};
+use crate::{
+    connect::record,
+    maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS},
+};
 
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
@@ -23,7 +26,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: offset from the tracepoint's format file.
-    if unsafe { ctx.read_at::<u8>(fields::sched_process_exit::GROUP_DEAD) }.unwrap_or(1) == 0 {
+    if unsafe { record::<u8>(&ctx, fields::sched_process_exit::GROUP_DEAD) } == 0 {
         return 0;
     }
     let exit_code = match setting(setting::TASK_EXIT_CODE) {

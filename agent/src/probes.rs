@@ -35,6 +35,8 @@ pub enum ProbeError {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Capabilities {
     pub available: BTreeSet<&'static str>,
+    /// Which program serves each kernel capability (raw tracepoint or classic fallback).
+    pub programs: std::collections::BTreeMap<&'static str, &'static str>,
     pub missing: Vec<MissingCapability>,
 }
 
@@ -60,23 +62,50 @@ pub struct ProbeStats {
     pub exits_lost: u64,
 }
 
-/// (program, capability, category, tracepoint); category "raw" = raw tracepoint.
-const PROGRAMS: &[(&str, &str, &str, &str)] = &[
-    ("inet_sock_set_state", "connect_outcomes", "sock", "inet_sock_set_state"),
-    ("tcp_retransmit_skb", "syn_retransmits", "tcp", "tcp_retransmit_skb"),
-    ("tcp_receive_reset", "resets_received", "tcp", "tcp_receive_reset"),
-    ("tcp_send_reset", "resets_sent", "tcp", "tcp_send_reset"),
-    ("tcp_sendmsg_locked", "request_sent_time", "raw", "tcp_sendmsg_locked"),
-    ("tcp_probe", "first_byte", "tcp", "tcp_probe"),
-    ("sched_process_exit", "owner_exits", "sched", "sched_process_exit"),
+enum Attach {
+    Classic(&'static str, &'static str),
+    Raw(&'static str),
+}
+
+/// One way to get a capability: a program, where it attaches, and the BTF offsets it needs.
+struct ProbeOption {
+    program: &'static str,
+    attach: Attach,
+    needs: &'static [u32],
+}
+
+/// Each capability with its options, best first: raw tracepoints skip building the
+/// tracepoint record (cheaper on every socket) but need socket offsets from BTF.
+const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
+    ("connect_outcomes", &[
+        ProbeOption { program: "inet_sock_set_state_raw", attach: Attach::Raw("inet_sock_set_state"), needs: setting::SOCK_FIELDS },
+        ProbeOption { program: "inet_sock_set_state", attach: Attach::Classic("sock", "inet_sock_set_state"), needs: &[] },
+    ]),
+    ("syn_retransmits", &[ProbeOption { program: "tcp_retransmit_skb", attach: Attach::Classic("tcp", "tcp_retransmit_skb"), needs: &[] }]),
+    ("resets_received", &[ProbeOption { program: "tcp_receive_reset", attach: Attach::Classic("tcp", "tcp_receive_reset"), needs: &[] }]),
+    ("resets_sent", &[ProbeOption { program: "tcp_send_reset", attach: Attach::Classic("tcp", "tcp_send_reset"), needs: &[] }]),
+    ("request_sent_time", &[ProbeOption { program: "tcp_sendmsg_locked", attach: Attach::Raw("tcp_sendmsg_locked"), needs: &[] }]),
+    ("first_byte", &[
+        ProbeOption { program: "sk_data_ready", attach: Attach::Raw("sk_data_ready"), needs: &[setting::TCP_BYTES_RECEIVED] },
+        ProbeOption { program: "tcp_probe", attach: Attach::Classic("tcp", "tcp_probe"), needs: &[] },
+    ]),
+    ("owner_exits", &[ProbeOption { program: "sched_process_exit", attach: Attach::Classic("sched", "sched_process_exit"), needs: &[] }]),
 ];
 
-/// (setting index, capability, struct, member)
-const OFFSETS: &[(u32, &str, &str, &str)] = &[
-    (setting::SOCK_SK_ERR, "connect_errno", "sock", "sk_err"),
-    (setting::TASK_EXIT_CODE, "exit_status", "task_struct", "exit_code"),
-    (setting::TCP_BYTES_SENT, "bytes_sent", "tcp_sock", "bytes_sent"),
-    (setting::TCP_BYTES_RECEIVED, "bytes_received", "tcp_sock", "bytes_received"),
+/// (setting index, capability, [(struct, member)] whose offsets add up).
+const OFFSETS: &[(u32, &str, &[(&str, &str)])] = &[
+    (setting::SOCK_SK_ERR, "connect_errno", &[("sock", "sk_err")]),
+    (setting::TASK_EXIT_CODE, "exit_status", &[("task_struct", "exit_code")]),
+    (setting::TCP_BYTES_SENT, "bytes_sent", &[("tcp_sock", "bytes_sent")]),
+    (setting::TCP_BYTES_RECEIVED, "bytes_received", &[("tcp_sock", "bytes_received")]),
+    (setting::SOCK_FAMILY, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_family")]),
+    (setting::SOCK_DPORT, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_dport")]),
+    (setting::SOCK_SPORT, "socket_fields", &[("inet_sock", "inet_sport")]),
+    (setting::SOCK_DADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_daddr")]),
+    (setting::SOCK_SADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_rcv_saddr")]),
+    (setting::SOCK_V6_DADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_v6_daddr")]),
+    (setting::SOCK_V6_SADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_v6_rcv_saddr")]),
+    (setting::SOCK_PROTOCOL, "socket_fields", &[("sock", "sk_protocol")]),
 ];
 
 pub struct Probes {
@@ -96,8 +125,8 @@ impl Probes {
             false => ProbeError::Load(e),
         })?;
         let mut capabilities = Capabilities::default();
-        write_offsets(&mut ebpf, &mut capabilities)?;
-        attach_all(&mut ebpf, &mut capabilities)?;
+        let known = write_offsets(&mut ebpf, &mut capabilities)?;
+        attach_all(&mut ebpf, &known, &mut capabilities)?;
         let connections = take_ring(&mut ebpf, "CONNECTION_EVENTS")?;
         let exits = take_ring(&mut ebpf, "EXIT_EVENTS")?;
         Ok(Probes { ebpf, connections, exits, watched_ports: BTreeSet::new(), capabilities })
@@ -196,7 +225,8 @@ fn ensure_tracefs() -> Result<(), ProbeError> {
     }
 }
 
-fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<(), ProbeError> {
+/// Writes the offsets found in BTF to `SETTINGS`; returns the indices that are set.
+fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<BTreeSet<u32>, ProbeError> {
     let btf = match KernelBtf::from_sys_fs() {
         Ok(btf) => Some(btf),
         Err(e) => {
@@ -207,45 +237,73 @@ fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<(), ProbeEr
     let map = ebpf.map_mut("SETTINGS").expect("map in object");
     let mut settings: Array<_, u64> =
         Array::try_from(map).map_err(|e| ProbeError::Map("SETTINGS", e))?;
-    for &(index, capability, strukt, member) in OFFSETS {
-        match btf.as_ref().and_then(|b| b.member_offset(strukt, member)) {
+    let mut known = BTreeSet::new();
+    for &(index, capability, path) in OFFSETS {
+        let offset = btf.as_ref().and_then(|b| {
+            path.iter().map(|(s, m)| b.member_offset(s, m)).sum::<Option<u64>>()
+        });
+        match offset {
             Some(offset) => {
-                settings.set(index, offset, 0).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+                // Stored as offset + 1: 0 means unknown to the probes.
+                settings.set(index, offset + 1, 0).map_err(|e| ProbeError::Map("SETTINGS", e))?;
                 caps.available.insert(capability);
+                known.insert(index);
             }
-            None => caps.lost(capability, format!("struct {strukt}.{member} not found in BTF")),
+            None => {
+                let (s, m) = path[path.len() - 1];
+                caps.lost(capability, format!("struct {s}.{m} not found in BTF"));
+            }
+        }
+    }
+    Ok(known)
+}
+
+fn attach_all(ebpf: &mut Ebpf, known: &BTreeSet<u32>, caps: &mut Capabilities) -> Result<(), ProbeError> {
+    for &(capability, options) in PROBES_BY_CAPABILITY {
+        let mut reasons = Vec::new();
+        let mut attached = None;
+        for option in options.iter() {
+            let result = if option.needs.iter().any(|n| !known.contains(n)) {
+                Err("needs struct offsets missing from BTF".to_owned())
+            } else {
+                attach_one(ebpf, option)
+            };
+            match result {
+                Ok(()) => {
+                    attached = Some(option.program);
+                    break;
+                }
+                Err(reason) => reasons.push(format!("{}: {reason}", option.program)),
+            }
+        }
+        if let Some(program) = attached {
+            debug!(capability, program, "attached");
+            caps.available.insert(capability);
+            caps.programs.insert(capability, program);
+        } else if capability == "connect_outcomes" {
+            return Err(ProbeError::CoreProbe(reasons.join("; ")));
+        } else {
+            caps.lost(capability, reasons.join("; "));
         }
     }
     Ok(())
 }
 
-fn attach_all(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<(), ProbeError> {
-    for &(program, capability, category, event) in PROGRAMS {
-        match attach_one(ebpf, program, category, event) {
-            Ok(()) => {
-                caps.available.insert(capability);
-            }
-            Err(reason) if program == "inet_sock_set_state" => {
-                return Err(ProbeError::CoreProbe(reason))
-            }
-            Err(reason) => caps.lost(capability, format!("{category}/{event}: {reason}")),
+fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
+    let prog = ebpf.program_mut(option.program).ok_or("program missing from the object")?;
+    match option.attach {
+        Attach::Raw(event) => {
+            let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            prog.load().map_err(|e| format!("load: {e}"))?;
+            prog.attach(event).map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::Classic(category, event) => {
+            check_layout(category, event)?;
+            let prog: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            prog.load().map_err(|e| format!("load: {e}"))?;
+            prog.attach(category, event).map_err(|e| format!("attach: {e}"))?;
         }
     }
-    Ok(())
-}
-
-fn attach_one(ebpf: &mut Ebpf, program: &str, category: &str, event: &str) -> Result<(), String> {
-    let prog = ebpf.program_mut(program).ok_or("program missing from the object")?;
-    if category == "raw" {
-        let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-        prog.load().map_err(|e| format!("load: {e}"))?;
-        prog.attach(event).map_err(|e| format!("attach: {e}"))?;
-        return Ok(());
-    }
-    check_layout(category, event)?;
-    let prog: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-    prog.load().map_err(|e| format!("load: {e}"))?;
-    prog.attach(category, event).map_err(|e| format!("attach: {e}"))?;
     Ok(())
 }
 
