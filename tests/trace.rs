@@ -103,3 +103,40 @@ fn dropped_syns_are_a_connect_timeout_and_504() {
     let waited = r["connect_ms"].as_f64().unwrap();
     assert!(waited >= 1400.0, "nginx gave up at proxy_connect_timeout, waited {waited} ms");
 }
+
+#[test]
+fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reported() {
+    // As on a kernel without BTF socket offsets or the raw tracepoints, and without
+    // tcp_retransmit_skb: the classic tracepoints take over, the lost capability is listed.
+    let disabled = "inet_sock_set_state_raw,sk_data_ready,tcp_retransmit_skb";
+    let upstream = http_ok(Duration::from_millis(100));
+    let closed = free_port();
+    let nginx = Nginx::start(
+        "fallback",
+        &[Route { path: "/ok", upstream_port: upstream.port }, Route { path: "/down", upstream_port: closed }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 5s;",
+    );
+    let trace = Trace::start_with_env(&[upstream.port, closed], &[("VIGIL_DISABLE_PROBES", disabled)]);
+    assert_eq!(http_get(nginx.port, "/ok"), 200);
+    assert_eq!(http_get(nginx.port, "/down"), 502);
+    let records = trace.stop();
+    let ok = only_record(&records, upstream.port);
+    assert_eq!(ok["result"], "ok");
+    assert!(ok["first_byte_ms"].as_f64().unwrap() >= 95.0, "tcp_probe measured the first byte");
+    assert_eq!(ok["dst"], format!("127.0.0.1:{}", upstream.port).as_str());
+    assert_from_nginx_worker(ok, &nginx);
+    for r in records_for(&records, closed) {
+        assert_eq!(r["result"], "refused");
+        assert_eq!(r["errno"], 111);
+    }
+
+    let lines = vigil_e2e::agent::inspect_with_env(
+        &["--ports", &closed.to_string(), "--interval", "200ms"],
+        &[("VIGIL_DISABLE_PROBES", disabled)],
+    );
+    let caps = &lines.last().unwrap()["capabilities"];
+    assert_eq!(caps["programs"]["connect_outcomes"], "inet_sock_set_state");
+    assert_eq!(caps["programs"]["first_byte"], "tcp_probe");
+    let missing = caps["missing"].as_array().unwrap();
+    assert!(missing.iter().any(|m| m["capability"] == "syn_retransmits"), "{caps}");
+}

@@ -22,7 +22,7 @@ use vigil_agent_ebpf::{
 };
 
 use crate::maps::{
-    count, now_ns, setting, tracked, CONNECTIONS, CONNECTION_EVENTS, WATCHED_PORTS,
+    count, now_ns, port_watched, setting, tracked, CONNECTIONS, CONNECTION_EVENTS,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -84,15 +84,16 @@ impl Source<'_> {
     unsafe fn addr(&self, family: u16, local: bool) -> [u8; 16] {
         let mut addr = [0u8; 16];
         match self {
+            // The verifier refuses ctx loads at computed offsets (the compiler merges the
+            // two constants into one): read these through the helper.
             Source::Record(ctx) if family == AF_INET => {
-                let v4: u32 = unsafe { record(ctx, if local { ss::SADDR } else { ss::DADDR }) };
-                addr[..4].copy_from_slice(&v4.to_ne_bytes());
+                let v4: [u8; 4] =
+                    unsafe { ctx.read_at(if local { ss::SADDR } else { ss::DADDR }) }.unwrap_or_default();
+                addr[..4].copy_from_slice(&v4);
             }
             Source::Record(ctx) => {
                 let at = if local { ss::SADDR_V6 } else { ss::DADDR_V6 };
-                let (hi, lo): (u64, u64) = unsafe { (record(ctx, at), record(ctx, at + 8)) };
-                addr[..8].copy_from_slice(&hi.to_ne_bytes());
-                addr[8..].copy_from_slice(&lo.to_ne_bytes());
+                addr = unsafe { ctx.read_at(at) }.unwrap_or_default();
             }
             Source::Sock(sk) if family == AF_INET => {
                 let which = if local { setting::SOCK_SADDR } else { setting::SOCK_DADDR };
@@ -144,9 +145,6 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         (tcp_state::SYN_SENT, tcp_state::ESTABLISHED) => {
             conn.established_ns = now_ns();
             conn.flags |= conn_flags::ESTABLISHED;
-            // The source port is still 0 at SYN_SENT; here it is known.
-            conn.sport = unsafe { src.sport() };
-            conn.saddr = unsafe { src.addr(conn.family, true) };
         }
         (tcp_state::ESTABLISHED, tcp_state::FIN_WAIT1) => {
             conn.flags |= conn_flags::CLIENT_CLOSED_FIRST;
@@ -155,12 +153,7 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
             conn.flags |= conn_flags::UPSTREAM_CLOSED_FIRST;
         }
         (_, tcp_state::CLOSE) => {
-            // A failed connect never saw ESTABLISHED; its address is bound by now.
-            if conn.sport == 0 {
-                conn.sport = unsafe { src.sport() };
-                conn.saddr = unsafe { src.addr(conn.family, true) };
-            }
-            unsafe { emit_closed(conn, skaddr, old) };
+            unsafe { emit_closed(&src, conn, skaddr, old) };
             let _ = CONNECTIONS.remove(skaddr);
         }
         _ => {}
@@ -173,19 +166,18 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
 unsafe fn start_tracking(src: &Source, skaddr: u64) {
     let dport = unsafe { src.dport() };
     // SAFETY: lookup only.
-    if unsafe { WATCHED_PORTS.get(dport) }.is_none() || unsafe { src.protocol() } != IPPROTO_TCP {
+    // Only TCP-like sockets reach SYN_SENT; MPTCP's are told apart at close, off the
+    // connect() path.
+    if !port_watched(dport) {
         return;
     }
     count(stat::CONNECTS_SEEN);
-    let family = unsafe { src.family() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let conn = Connection {
         connect_ns: now_ns(),
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
         comm: bpf_get_current_comm().unwrap_or_default(),
-        daddr: unsafe { src.addr(family, false) },
-        family,
         dport,
         ..Connection::default()
     };
@@ -200,7 +192,10 @@ unsafe fn read_sock<T: Default>(skaddr: u64, which: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((skaddr as usize + offset) as *const T) }.ok()
 }
 
-unsafe fn emit_closed(conn: &Connection, skaddr: u64, old_state: i32) {
+unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i32) {
+    if unsafe { src.protocol() } != IPPROTO_TCP {
+        return;
+    }
     let Some(mut entry) = CONNECTION_EVENTS.reserve::<ConnectionClosed>(0) else {
         count(stat::EVENTS_LOST);
         return;
@@ -209,8 +204,14 @@ unsafe fn emit_closed(conn: &Connection, skaddr: u64, old_state: i32) {
     let bytes_sent = unsafe { read_sock::<u64>(skaddr, setting::TCP_BYTES_SENT) }.unwrap_or(0);
     let bytes_received =
         unsafe { read_sock::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) }.unwrap_or(0);
+    let family = unsafe { src.family() };
     entry.write(ConnectionClosed {
         conn: *conn,
+        saddr: unsafe { src.addr(family, true) },
+        daddr: unsafe { src.addr(family, false) },
+        family,
+        sport: unsafe { src.sport() },
+        _pad: 0,
         closed_ns: now_ns(),
         bytes_sent,
         bytes_received,

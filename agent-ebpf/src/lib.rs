@@ -4,8 +4,8 @@
 //! buffer, the agent reads the same bytes back. Keep field order and sizes stable.
 #![no_std]
 
-/// Upper bound of watched destination ports (map `WATCHED_PORTS`).
-pub const MAX_WATCHED_PORTS: u32 = 4096;
+/// `WATCHED_PORTS` is a bitmap of all 65536 ports in u64 words.
+pub const PORT_BITMAP_WORDS: u32 = 65_536 / 64;
 /// Upper bound of tracked sockets (LRU map `CONNECTIONS`): a SYN flood evicts the oldest.
 pub const MAX_TRACKED_SOCKETS: u32 = 65_536;
 /// Upper bound of processes whose exit is reported (map `WATCHED_PIDS`).
@@ -88,7 +88,8 @@ pub mod setting {
     ];
 }
 
-/// Per-socket state kept in the `CONNECTIONS` map from connect() to close.
+/// Per-socket state kept in the `CONNECTIONS` map from connect() to close; small, because
+/// it is written inside connect().
 /// Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds; 0 = did not happen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,15 +101,11 @@ pub struct Connection {
     pub tgid: u32,
     pub pid: u32,
     pub comm: [u8; 16],
-    /// IPv4 in the first 4 bytes when `family` is AF_INET.
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    pub family: u16,
-    pub sport: u16,
     pub dport: u16,
     pub syn_retransmits: u16,
     pub retransmits: u32,
     pub flags: u32,
+    pub _pad: u32,
 }
 
 /// Emitted once per tracked socket when it reaches TCP_CLOSE.
@@ -116,6 +113,13 @@ pub struct Connection {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionClosed {
     pub conn: Connection,
+    /// Addresses are read at close, not in connect(), to keep connect() cheap; the socket
+    /// still holds them. IPv4 in the first 4 bytes when `family` is AF_INET.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub family: u16,
+    pub sport: u16,
+    pub _pad: u32,
     pub closed_ns: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,

@@ -6,12 +6,13 @@ use aya_ebpf::{
 };
 use vigil_agent_ebpf::{
     Connection, CONNECTION_RING_BYTES, EXIT_RING_BYTES, MAX_TRACKED_SOCKETS, MAX_WATCHED_PIDS,
-    MAX_WATCHED_PORTS,
+    PORT_BITMAP_WORDS,
 };
 
-/// Destination ports (host order) whose connects are tracked; set by the agent.
+/// Destination ports (host order) whose connects are tracked, as a 65536-bit bitmap set by
+/// the agent: an array lookup is a direct load, cheaper than hashing on every connect().
 #[map]
-pub static WATCHED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(MAX_WATCHED_PORTS, 0);
+pub static WATCHED_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS, 0);
 
 /// Processes (tgid) whose exit is reported: upstream owners; set by the agent.
 #[map]
@@ -61,4 +62,11 @@ pub fn tracked(skaddr: u64) -> Option<*mut Connection> {
 pub fn now_ns() -> u64 {
     // SAFETY: helper without preconditions.
     unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn port_watched(port: u16) -> bool {
+    WATCHED_PORTS
+        .get(u32::from(port >> 6))
+        .is_some_and(|word| word & (1u64 << (port & 63)) != 0)
 }

@@ -10,7 +10,9 @@ use aya::{
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
-use vigil_agent_ebpf::{fields::LAYOUTS, setting, stat, ConnectionClosed, ProcessExit};
+use vigil_agent_ebpf::{
+    fields::LAYOUTS, setting, stat, ConnectionClosed, ProcessExit, PORT_BITMAP_WORDS,
+};
 
 use crate::btf::KernelBtf;
 
@@ -135,13 +137,18 @@ impl Probes {
     /// Replace the set of watched destination ports.
     pub fn set_watched_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut("WATCHED_PORTS").expect("map in object");
-        let mut map: HashMap<_, u16, u8> =
-            HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
-        for port in self.watched_ports.difference(ports) {
-            let _ = map.remove(port);
-        }
-        for port in ports.difference(&self.watched_ports) {
-            map.insert(port, 1, 0).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+        let mut bitmap: Array<_, u64> =
+            Array::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+        let words = |set: &BTreeSet<u16>| {
+            let mut w = vec![0u64; PORT_BITMAP_WORDS as usize];
+            set.iter().for_each(|&p| w[usize::from(p >> 6)] |= 1 << (p & 63));
+            w
+        };
+        let (old, new) = (words(&self.watched_ports), words(ports));
+        for (index, (before, after)) in old.iter().zip(&new).enumerate() {
+            if before != after {
+                bitmap.set(index as u32, after, 0).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+            }
         }
         self.watched_ports = ports.clone();
         Ok(())
@@ -258,12 +265,23 @@ fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<BTreeSet<u3
     Ok(known)
 }
 
+/// Programs named in `VIGIL_DISABLE_PROBES` (comma-separated) are not attached: a way to
+/// switch off a misbehaving probe, and how the tests exercise the fallbacks.
+fn disabled_programs() -> Vec<String> {
+    std::env::var("VIGIL_DISABLE_PROBES")
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 fn attach_all(ebpf: &mut Ebpf, known: &BTreeSet<u32>, caps: &mut Capabilities) -> Result<(), ProbeError> {
+    let disabled = disabled_programs();
     for &(capability, options) in PROBES_BY_CAPABILITY {
         let mut reasons = Vec::new();
         let mut attached = None;
         for option in options.iter() {
-            let result = if option.needs.iter().any(|n| !known.contains(n)) {
+            let result = if disabled.iter().any(|d| d == option.program) {
+                Err("disabled by VIGIL_DISABLE_PROBES".to_owned())
+            } else if option.needs.iter().any(|n| !known.contains(n)) {
                 Err("needs struct offsets missing from BTF".to_owned())
             } else {
                 attach_one(ebpf, option)

@@ -16,8 +16,13 @@ pub struct Trace {
 
 impl Trace {
     pub fn start(ports: &[u16]) -> Trace {
+        Self::start_with_env(ports, &[])
+    }
+
+    pub fn start_with_env(ports: &[u16], env: &[(&str, &str)]) -> Trace {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let mut child = Command::new(bin("vigil-agent"))
+            .envs(env.iter().copied())
             .args(["trace", "--ports", &ports.join(",")])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -64,7 +69,11 @@ impl Drop for Trace {
 
 /// `vigil-agent inspect ARGS` run to completion; its JSON lines.
 pub fn inspect(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(bin("vigil-agent")).arg("inspect").args(args).output().unwrap();
+    inspect_with_env(args, &[])
+}
+
+pub fn inspect_with_env(args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let out = Command::new(bin("vigil-agent")).envs(env.iter().copied()).arg("inspect").args(args).output().unwrap();
     assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
     parse_lines(&String::from_utf8_lossy(&out.stdout))
 }
