@@ -17,3 +17,5 @@ pub mod procs;
 pub mod trace;
 pub mod tracker;
 pub mod upstreams;
+#[cfg(test)]
+mod test_support;

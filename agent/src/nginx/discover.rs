@@ -297,30 +297,8 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use crate::test_support::TempDir;
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let unique = format!(
-                "vigil-{tag}-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
-            let path = std::env::temp_dir().join(unique);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn fake_process(root: &Path, pid: u32, comm: &str, cmdline: &[u8], ppid: u32) {
         let dir = root.join(pid.to_string());

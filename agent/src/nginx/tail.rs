@@ -305,30 +305,8 @@ mod tests {
     use super::*;
     use std::fs::OpenOptions;
     use std::io::Write;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use crate::test_support::TempDir;
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let unique = format!(
-                "vigil-tail-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
-            let path = std::env::temp_dir().join(unique);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn append(path: &Path, data: &[u8]) {
         OpenOptions::new()
@@ -354,7 +332,7 @@ mod tests {
 
     #[test]
     fn partial_lines_wait_for_their_newline() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("access.log");
         append(&path, b"old\n");
         let mut tail = LogTail::open_at_end(&path);
@@ -374,7 +352,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_read_from_start_once_it_appears() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("later.log");
         let mut tail = LogTail::open_at_end(&path);
         assert_eq!(tail.poll().unwrap(), []);
@@ -385,7 +363,7 @@ mod tests {
 
     #[test]
     fn rename_rotation_finishes_old_file_then_follows_new_one() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("error.log");
         append(&path, b"a\n");
         let mut tail = LogTail::open_from_start(&path);
@@ -408,7 +386,7 @@ mod tests {
 
     #[test]
     fn copytruncate_restarts_at_zero() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("access.log");
         append(&path, b"aaaa\nbbbb\n");
         let mut tail = LogTail::open_from_start(&path);
@@ -425,7 +403,7 @@ mod tests {
 
     #[test]
     fn deleted_file_is_released_and_recreated_one_followed() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("x.log");
         append(&path, b"a\n");
         let mut tail = LogTail::open_from_start(&path);
@@ -439,7 +417,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_and_the_rest_skipped() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("long.log");
         let mut tail = LogTail::new(&path, StartAt::End, 8);
         append(&path, b"0123456789abc\n01234567\nok\n0123456789");
@@ -458,7 +436,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_replaced_and_cuts_respect_characters() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("tail");
         let path = dir.0.join("bytes.log");
         let mut tail = LogTail::new(&path, StartAt::Beginning, 4);
         append(&path, b"a\xffb\nabc\xc3\xa9z\n");
