@@ -140,3 +140,23 @@ fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reporte
     let missing = caps["missing"].as_array().unwrap();
     assert!(missing.iter().any(|m| m["capability"] == "syn_retransmits"), "{caps}");
 }
+
+#[test]
+fn without_privileges_trace_says_what_it_needs() {
+    // A copy nobody can execute wherever the checkout lives.
+    let dir = vigil_e2e::scratch_dir("unprivileged");
+    let copy = dir.join("vigil-agent");
+    std::fs::copy(vigil_e2e::bin("vigil-agent"), &copy).unwrap();
+    std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(&dir).status().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(&copy)
+        .args(["trace", "--ports", "8080"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs root (or CAP_BPF + CAP_PERFMON)"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no records without probes");
+}

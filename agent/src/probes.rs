@@ -120,6 +120,7 @@ pub struct Probes {
 
 impl Probes {
     pub fn load() -> Result<Self, ProbeError> {
+        check_privileges()?;
         ensure_tracefs()?;
         relax_memlock();
         let mut ebpf = Ebpf::load(PROBES).map_err(|e| match permission_denied(&e) {
@@ -205,6 +206,29 @@ fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, Pr
 fn permission_denied(e: &EbpfError) -> bool {
     let text = format!("{e:?}");
     text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)")
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Say what is missing before the kernel answers a bare EPERM.
+fn check_privileges() -> Result<(), ProbeError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    Err(ProbeError::Permission(format!(
+        "running as uid {} without CAP_BPF/CAP_PERFMON or CAP_SYS_ADMIN; run it as root (sudo) or as the privileged DaemonSet/systemd unit",
+        // SAFETY: no preconditions.
+        unsafe { libc::geteuid() }
+    )))
 }
 
 /// EPERM without CAP_SYS_RESOURCE is harmless on 6.x (memcg accounting): ignore it quietly.
