@@ -1,0 +1,214 @@
+//! Prometheus metrics (`vigil_*`, base units, `_total` counters) from what agents send.
+//! Label values are capped per family so a port scan cannot explode cardinality: past the
+//! limit new values become `other`.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+    time::Duration,
+};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+use vigil_wire::{AgentHealth, Batch, ConnectResult, ProcessRole};
+
+/// Connect times on loopback are tens of µs, across a network ms; SYN retries add 1, 3, 7 s.
+pub const CONNECT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
+    7.0, 15.0, 60.0,
+];
+/// First byte: an application's think time, up to nginx's default 60 s read timeout.
+pub const FIRST_BYTE_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the Prometheus recorder: {0}")]
+pub struct MetricsError(String);
+
+/// Installs the global recorder; gauges of processes that went away expire after 2 minutes.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("vigil_upstream_connect_duration_seconds".into()), CONNECT_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("vigil_upstream_first_byte_seconds".into()), FIRST_BYTE_BUCKETS))
+        .map(|b| b.idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(120))))
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| MetricsError(e.to_string()))
+}
+
+/// Per (family, label) the values seen; beyond `limit`, `other`.
+pub struct LabelCap {
+    limit: usize,
+    seen: Mutex<HashMap<(&'static str, &'static str), HashSet<String>>>,
+}
+
+impl LabelCap {
+    pub fn new(limit: usize) -> Self {
+        LabelCap { limit, seen: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn value(&self, family: &'static str, label: &'static str, value: &str) -> String {
+        let mut seen = self.seen.lock().expect("label cap lock");
+        let values = seen.entry((family, label)).or_default();
+        if values.contains(value) {
+            return value.to_owned();
+        }
+        if values.len() >= self.limit {
+            counter!("vigil_label_values_capped_total", "family" => family).increment(1);
+            return "other".to_owned();
+        }
+        values.insert(value.to_owned());
+        value.to_owned()
+    }
+}
+
+/// Agents report cumulative counters; the collector turns them into increments.
+#[derive(Default)]
+pub struct AgentCounters {
+    last: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+impl AgentCounters {
+    /// Increment since the previous report (an agent restart resets to the new value).
+    fn delta(&self, agent: &str, name: &'static str, now: u64) -> u64 {
+        let mut last = self.last.lock().expect("agent counters lock");
+        let prev = last.insert((agent.to_owned(), name), now).unwrap_or(0);
+        if now >= prev { now - prev } else { now }
+    }
+
+    pub fn agents(&self) -> usize {
+        let last = self.last.lock().expect("agent counters lock");
+        last.keys().map(|(a, _)| a).collect::<HashSet<_>>().len()
+    }
+}
+
+pub struct Recorder {
+    pub caps: LabelCap,
+    pub agent_counters: AgentCounters,
+}
+
+impl Recorder {
+    pub fn new(label_value_limit: usize) -> Self {
+        Recorder { caps: LabelCap::new(label_value_limit), agent_counters: AgentCounters::default() }
+    }
+
+    pub fn apply(&self, batch: &Batch) {
+        let node = self.caps.value("node", "node", &batch.node);
+        self.connections(&node, batch);
+        self.upstreams(&node, batch);
+        self.processes(&node, batch);
+        self.nginx(&node, batch);
+        if let Some(h) = &batch.health {
+            self.health(&node, &batch.agent_id, h);
+        }
+    }
+
+    fn connections(&self, node: &str, batch: &Batch) {
+        for c in &batch.connections {
+            let client = self.caps.value("upstream", "client", &c.comm);
+            let upstream = self.caps.value("upstream", "upstream", &c.dst);
+            let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error).label();
+            let labels = [("node", node.to_owned()), ("client", client), ("upstream", upstream)];
+            let mut with_result = labels.to_vec();
+            with_result.push(("result", result.to_owned()));
+            counter!("vigil_upstream_connects_total", &with_result).increment(1);
+            if result == "ok" {
+                histogram!("vigil_upstream_connect_duration_seconds", &labels).record(c.connect_us as f64 / 1e6);
+            }
+            if let Some(us) = c.first_byte_us {
+                histogram!("vigil_upstream_first_byte_seconds", &labels).record(us as f64 / 1e6);
+            }
+            if c.silent_close {
+                counter!("vigil_upstream_silent_closes_total", &labels).increment(1);
+            }
+            if c.reset {
+                counter!("vigil_upstream_resets_total", &labels).increment(1);
+            }
+            counter!("vigil_upstream_syn_retransmits_total", &labels).increment(u64::from(c.syn_retransmits));
+        }
+    }
+
+    fn upstreams(&self, node: &str, batch: &Batch) {
+        for u in &batch.upstreams {
+            let upstream = self.caps.value("upstream", "upstream", &upstream_label(u.port, &u.addr));
+            let labels = [("node", node.to_owned()), ("upstream", upstream)];
+            gauge!("vigil_upstream_listening", &labels).set(if u.listening { 1.0 } else { 0.0 });
+            let ratio = if u.backlog > 0 { f64::from(u.accept_queue) / f64::from(u.backlog) } else { 0.0 };
+            gauge!("vigil_upstream_accept_queue_ratio", &labels).set(ratio);
+        }
+    }
+
+    fn processes(&self, node: &str, batch: &Batch) {
+        for p in &batch.processes {
+            let role = ProcessRole::try_from(p.role).unwrap_or(ProcessRole::Unspecified).label();
+            let upstream = if p.upstream_port == 0 { String::new() } else { format!(":{}", p.upstream_port) };
+            let labels = [
+                ("node", node.to_owned()),
+                ("upstream", self.caps.value("process", "upstream", &upstream)),
+                ("role", role.to_owned()),
+                ("comm", self.caps.value("process", "comm", &p.comm)),
+                ("pid", self.caps.value("process", "pid", &p.pid.to_string())),
+            ];
+            if let Some(ratio) = p.cpu_ratio {
+                gauge!("vigil_process_cpu_ratio", &labels).set(ratio);
+            }
+            gauge!("vigil_process_resident_memory_bytes", &labels).set(p.rss_bytes as f64);
+        }
+    }
+
+    fn nginx(&self, node: &str, batch: &Batch) {
+        for a in batch.nginx_access.iter().filter(|a| a.parsed) {
+            let status = self.caps.value("nginx", "status", &a.status.to_string());
+            counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status).increment(1);
+        }
+        for e in batch.nginx_errors.iter().filter(|e| !e.upstream_error.is_empty()) {
+            let upstream = self.caps.value("nginx", "upstream", &e.upstream);
+            counter!("vigil_nginx_upstream_errors_total", "node" => node.to_owned(),
+                "upstream" => upstream, "error" => e.upstream_error.clone()).increment(1);
+        }
+        let unparsed = batch.nginx_access.iter().filter(|a| !a.parsed).count()
+            + batch.nginx_errors.iter().filter(|e| !e.parsed).count();
+        counter!("vigil_nginx_unparsed_lines_total", "node" => node.to_owned()).increment(unparsed as u64);
+    }
+
+    fn health(&self, node: &str, agent: &str, h: &AgentHealth) {
+        let n = || [("node", node.to_owned())];
+        let lost = self.agent_counters.delta(agent, "events_lost", h.probe_events_lost);
+        counter!("vigil_agent_events_lost_total", &n()).increment(lost);
+        let dropped = self.agent_counters.delta(agent, "spool_dropped", h.spool_dropped_batches);
+        counter!("vigil_agent_spool_dropped_batches_total", &n()).increment(dropped);
+        gauge!("vigil_agent_spool_bytes", &n()).set(h.spool_bytes as f64);
+        gauge!("vigil_agent_capabilities_missing", &n()).set(h.capabilities_missing.len() as f64);
+        gauge!("vigil_agents_seen").set(self.agent_counters.agents() as f64);
+    }
+}
+
+/// `127.0.0.1:8084` from a listener address, or `:8084` when nothing listens.
+pub fn upstream_label(port: u32, addr: &str) -> String {
+    if addr.is_empty() { format!(":{port}") } else { addr.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_past_the_limit_become_other() {
+        let cap = LabelCap::new(2);
+        assert_eq!(cap.value("f", "l", "a"), "a");
+        assert_eq!(cap.value("f", "l", "b"), "b");
+        assert_eq!(cap.value("f", "l", "c"), "other");
+        assert_eq!(cap.value("f", "l", "a"), "a", "known values stay");
+        assert_eq!(cap.value("g", "l", "c"), "c", "limits are per family");
+    }
+
+    #[test]
+    fn cumulative_agent_counters_become_increments() {
+        let c = AgentCounters::default();
+        assert_eq!(c.delta("a", "x", 5), 5);
+        assert_eq!(c.delta("a", "x", 8), 3);
+        assert_eq!(c.delta("a", "x", 2), 2, "agent restarted");
+        assert_eq!(c.delta("b", "x", 1), 1);
+        assert_eq!(c.agents(), 2);
+    }
+}
