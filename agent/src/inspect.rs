@@ -7,18 +7,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::bail;
 use serde::Serialize;
-use tracing::warn;
 
 use crate::{
-    clock::{rfc3339, unix_now_ns, MonotonicClock},
+    clock::{rfc3339, unix_now_ns},
     nginx_view::{NginxSnapshot, NginxView},
     probes::{Capabilities, ProbeStats, Probes},
-    procs::{ProcSampler, ProcessSample},
+    procs::ProcessSample,
     trace::{shutdown_signal, POLL_INTERVAL},
     tracker::ConnectionRecord,
-    upstreams::{ProcessExitInfo, UpstreamChange, UpstreamState, UpstreamTracker},
+    upstreams::{UpstreamChange, UpstreamState},
+    watch::{NodeWatcher, RoledSample},
 };
 
 pub struct InspectArgs {
@@ -85,25 +84,8 @@ fn emit(out: &Output) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let mut nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
-    let ports = match (&args.ports, nginx.as_ref().map(NginxView::upstream_ports)) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) if !p.is_empty() => p,
-        _ => bail!("no --ports given and no running nginx with upstreams found; pass --ports 8080-8099"),
-    };
-    let mut probes = match Probes::load() {
-        Ok(p) => Some(p),
-        Err(e) => {
-            warn!("{e}; continuing from /proc only: no connect outcomes or exit statuses");
-            None
-        }
-    };
-    if let Some(p) = probes.as_mut() {
-        p.set_watched_ports(&ports)?;
-    }
-    let clock = MonotonicClock::now();
-    let mut tracker = UpstreamTracker::new(ports.clone());
-    let mut sampler = ProcSampler::default();
+    let nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
+    let mut node = NodeWatcher::start(args.ports.clone(), nginx, false)?;
     let mut tallies: BTreeMap<u16, ConnectionTally> = BTreeMap::new();
     let started = Instant::now();
     let mut next_snapshot = started;
@@ -114,41 +96,22 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
             _ = ticker.tick() => {}
             _ = shutdown_signal() => break,
         }
-        if let Some(p) = probes.as_mut() {
-            p.drain_connections(|ev| {
-                let r = ConnectionRecord::from_event(&ev, &clock);
-                tallies.entry(r.dst.port()).or_default().add(&r);
-            });
-            p.drain_exits(|ev| {
-                let comm = crate::tracker::comm_str(&ev.comm);
-                let at = clock.rfc3339(ev.ts_ns);
-                tracker.record_exit(ProcessExitInfo::from_exit_code(ev.tgid, comm, at, ev.exit_code));
-            });
-        }
-        if let Some(n) = nginx.as_mut() {
-            n.poll_logs();
-        }
+        node.poll(|r| tallies.entry(r.dst.port()).or_default().add(&r));
         if Instant::now() < next_snapshot {
             continue;
         }
         let first = next_snapshot == started;
         next_snapshot += args.interval;
         let now = rfc3339(unix_now_ns());
-        for change in tracker.refresh(&now) {
+        for change in node.refresh(&now)? {
             if args.watch {
                 emit(&Output::Change { ts: now.clone(), change })?;
             }
         }
-        if let Some(p) = probes.as_mut() {
-            for pid in tracker.pids_to_watch() {
-                p.watch_pid(pid)?;
-            }
-        }
-        let snapshot = snapshot(&now, &tracker, &mut sampler, &tallies, probes.as_ref(), nginx.as_mut());
-        let done = args.duration.is_some_and(|d| started.elapsed() >= d)
-            || (!args.watch && !first);
+        let samples = node.sample();
+        let done = args.duration.is_some_and(|d| started.elapsed() >= d) || (!args.watch && !first);
         if args.watch && !first || done {
-            emit(&snapshot)?;
+            emit(&snapshot(&now, &node, &samples, &tallies))?;
         }
         if done {
             return Ok(());
@@ -159,34 +122,29 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
 
 fn snapshot<'a>(
     now: &str,
-    tracker: &'a UpstreamTracker,
-    sampler: &mut ProcSampler,
+    node: &'a NodeWatcher,
+    samples: &[RoledSample],
     tallies: &BTreeMap<u16, ConnectionTally>,
-    probes: Option<&'a Probes>,
-    nginx: Option<&mut NginxView>,
 ) -> Output<'a> {
-    let mut pids: Vec<u32> = tracker.pids_to_watch();
-    let nginx_pids = nginx.as_ref().map(|n| n.pids()).unwrap_or_default();
-    pids.extend(&nginx_pids);
-    let samples = sampler.sample(&pids);
-    let upstreams = tracker
+    let upstreams = node
+        .tracker
         .states()
-        .map(|state| {
-            let serving: Vec<u32> = state.listener.iter().flat_map(|l| {
-                l.owner.iter().map(|o| o.pid).chain(l.worker_pids.iter().copied())
-            }).collect();
-            UpstreamReport {
-                state,
-                workers: samples.iter().filter(|s| serving.contains(&s.pid)).cloned().collect(),
-                tally: tallies.get(&state.port).cloned().unwrap_or_default(),
-            }
+        .map(|state| UpstreamReport {
+            state,
+            workers: samples
+                .iter()
+                .filter(|s| s.port == Some(state.port))
+                .map(|s| s.sample.clone())
+                .collect(),
+            tally: tallies.get(&state.port).cloned().unwrap_or_default(),
         })
         .collect();
+    let plain: Vec<ProcessSample> = samples.iter().map(|s| s.sample.clone()).collect();
     Output::Snapshot {
         ts: now.to_owned(),
-        capabilities: probes.map(|p| &p.capabilities),
-        probe_stats: probes.map(Probes::stats),
-        nginx: nginx.map(|n| n.snapshot(&samples)),
+        capabilities: node.probes.as_ref().map(|p| &p.capabilities),
+        probe_stats: node.probes.as_ref().map(Probes::stats),
+        nginx: node.nginx.as_ref().map(|n| n.snapshot(&plain)),
         upstreams,
     }
 }

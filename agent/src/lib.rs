@@ -16,6 +16,9 @@ pub mod probes;
 pub mod procs;
 pub mod trace;
 pub mod tracker;
+pub mod ship;
+pub mod spool;
 pub mod upstreams;
+pub mod watch;
 #[cfg(test)]
 mod test_support;

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::{
     nginx::{
         dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail,
-        NginxConfig, NginxInstance, ProxyTarget, UpstreamError,
+        NginxConfig, NginxInstance, ProxyTarget, TailLine, UpstreamError,
     },
     procs::ProcessSample,
 };
@@ -57,6 +57,21 @@ pub struct NginxSnapshot {
     pub access_logs: Vec<PathBuf>,
     #[serde(flatten)]
     pub logs: LogTally,
+}
+
+/// One line from an nginx log.
+#[derive(Debug, Clone)]
+pub enum LogEvent {
+    Error { line: TailLine, record: Option<ErrorLogRecord> },
+    Access { line: TailLine, record: Option<AccessSummary> },
+}
+
+/// What the agent uses of an access log line.
+#[derive(Debug, Clone)]
+pub struct AccessSummary {
+    pub status: Option<u16>,
+    pub upstream_addr: Option<String>,
+    pub request_time: Option<f64>,
 }
 
 pub fn upstream_error_name(e: &UpstreamError) -> &'static str {
@@ -129,6 +144,10 @@ impl NginxView {
         self.configs.iter().flat_map(|c| c.upstream_ports()).collect()
     }
 
+    pub fn master_pids(&self) -> Vec<u32> {
+        self.instances.iter().map(|i| i.master_pid).collect()
+    }
+
     pub fn pids(&self) -> Vec<u32> {
         self.instances
             .iter()
@@ -136,25 +155,29 @@ impl NginxView {
             .collect()
     }
 
-    pub fn poll_logs(&mut self) {
+    /// New log lines since the last poll, parsed where they parse; every line is kept.
+    pub fn poll_logs(&mut self) -> Vec<LogEvent> {
+        let mut events = Vec::new();
         for tail in &mut self.error_logs {
             for line in poll(tail) {
-                self.tally.truncated_lines += u64::from(line.truncated);
-                match parse_error_line(&line.text) {
-                    Ok(record) => self.tally.add_error(record),
-                    Err(_) => self.tally.unparsed_lines += 1,
-                }
+                let record = parse_error_line(&line.text).ok();
+                events.push(LogEvent::Error { line, record });
             }
         }
         for (tail, format) in &mut self.access_logs {
             for line in poll(tail) {
-                self.tally.truncated_lines += u64::from(line.truncated);
-                match format.parse(&line.text).ok().and_then(|r| r.status()) {
-                    Some(status) => *self.tally.responses.entry(status).or_default() += 1,
-                    None => self.tally.unparsed_lines += 1,
-                }
+                let record = format.parse(&line.text).ok().map(|r| AccessSummary {
+                    status: r.status(),
+                    upstream_addr: r.upstream_addr().and_then(|v| v.last().map(str::to_owned)),
+                    request_time: r.request_time(),
+                });
+                events.push(LogEvent::Access { line, record });
             }
         }
+        for event in &events {
+            self.tally.add(event);
+        }
+        events
     }
 
     pub fn snapshot(&self, samples: &[ProcessSample]) -> NginxSnapshot {
@@ -177,7 +200,7 @@ impl NginxView {
     }
 }
 
-fn poll(tail: &mut LogTail) -> Vec<crate::nginx::TailLine> {
+fn poll(tail: &mut LogTail) -> Vec<TailLine> {
     tail.poll().unwrap_or_else(|e| {
         warn!("{e}");
         Vec::new()
@@ -202,6 +225,26 @@ fn access_logs_with_formats(config: &NginxConfig) -> Vec<(PathBuf, LogFormat)> {
 }
 
 impl LogTally {
+    fn add(&mut self, event: &LogEvent) {
+        let (line, parsed) = match event {
+            LogEvent::Error { line, record } => {
+                if let Some(r) = record {
+                    self.add_error(r.clone());
+                }
+                (line, record.is_some())
+            }
+            LogEvent::Access { line, record } => {
+                let status = record.as_ref().and_then(|r| r.status);
+                if let Some(s) = status {
+                    *self.responses.entry(s).or_default() += 1;
+                }
+                (line, status.is_some())
+            }
+        };
+        self.truncated_lines += u64::from(line.truncated);
+        self.unparsed_lines += u64::from(!parsed);
+    }
+
     fn add_error(&mut self, record: ErrorLogRecord) {
         let Some(kind) = record.upstream_error.as_ref().map(upstream_error_name) else {
             return;

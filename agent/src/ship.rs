@@ -1,0 +1,188 @@
+//! Sends spooled batches to the collector from a thread of its own: oldest first, retried
+//! with exponential backoff and jitter while the collector is away, so at-least-once delivery
+//! holds within the spool bound (the collector drops duplicates by agent id + sequence).
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use crate::spool::{Spool, Spooled};
+
+#[derive(Default)]
+pub struct ShipStats {
+    pub sent: AtomicU64,
+    pub retried: AtomicU64,
+    /// Refused for good by the collector (400/413): retrying cannot help.
+    pub rejected: AtomicU64,
+}
+
+struct Shared {
+    spool: Mutex<Spool>,
+    wake: Condvar,
+    stopping: AtomicBool,
+}
+
+pub struct Shipper {
+    shared: Arc<Shared>,
+    pub stats: Arc<ShipStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+enum Outcome {
+    Delivered,
+    Refused(u16),
+    Retry(String),
+}
+
+/// Full-jitter exponential backoff (xorshift: no RNG dependency for a sleep length).
+struct Backoff {
+    attempt: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(30);
+
+    fn next(&mut self) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let ceiling = (Self::BASE * 2u32.saturating_pow(self.attempt.min(16))).min(Self::CAP);
+        self.attempt += 1;
+        // Half fixed, half random: never a zero wait, never in lockstep with other agents.
+        ceiling / 2 + ceiling.mul_f64((self.seed % 1000) as f64 / 2000.0)
+    }
+}
+
+impl Shipper {
+    pub fn start(collector: &str, token: Option<String>, spool: Spool) -> Shipper {
+        let shared = Arc::new(Shared { spool: Mutex::new(spool), wake: Condvar::new(), stopping: AtomicBool::new(false) });
+        let stats = Arc::new(ShipStats::default());
+        let url = format!("{}/api/v1/ingest", collector.trim_end_matches('/'));
+        let (s, st) = (shared.clone(), stats.clone());
+        let thread = std::thread::Builder::new()
+            .name("vigil-ship".into())
+            .spawn(move || send_loop(&url, token.as_deref(), &s, &st))
+            .expect("spawn shipper thread");
+        Shipper { shared, stats, thread: Some(thread) }
+    }
+
+    pub fn enqueue(&self, batch: Spooled) {
+        self.shared.spool.lock().expect("spool lock").push(batch);
+        self.shared.wake.notify_one();
+    }
+
+    /// (spooled bytes, batches dropped by the bound).
+    pub fn spool_state(&self) -> (u64, u64) {
+        let spool = self.shared.spool.lock().expect("spool lock");
+        (spool.bytes(), spool.dropped_batches)
+    }
+
+    /// Try to deliver what is queued for up to `grace`, then keep the rest on disk.
+    pub fn shutdown(mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && !self.shared.spool.lock().expect("spool lock").is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut spool = self.shared.spool.lock().expect("spool lock");
+        if !spool.is_empty() {
+            info!(batches = spool.len(), "collector unreachable at shutdown; batches kept in the spool");
+        }
+        spool.persist();
+    }
+}
+
+fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats) {
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .into();
+    let mut backoff = Backoff { attempt: 0, seed: u64::from(std::process::id()) | 1 };
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let batch = {
+            let mut spool = shared.spool.lock().expect("spool lock");
+            while spool.is_empty() && !shared.stopping.load(Ordering::SeqCst) {
+                spool = shared.wake.wait_timeout(spool, Duration::from_secs(1)).expect("spool lock").0;
+            }
+            if shared.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            spool.front()
+        };
+        let Some(batch) = batch else { continue };
+        match post(&http, url, token, &batch.body) {
+            Outcome::Delivered => {
+                shared.spool.lock().expect("spool lock").pop();
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(since) = failing_since.take() {
+                    info!(after = ?since.elapsed(), "collector reachable again");
+                }
+                backoff.attempt = 0;
+            }
+            Outcome::Refused(status) => {
+                warn!(status, batch = %batch.id, "collector refused the batch; dropped (it cannot succeed on retry)");
+                shared.spool.lock().expect("spool lock").pop();
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Retry(reason) => {
+                stats.retried.fetch_add(1, Ordering::Relaxed);
+                if failing_since.is_none() {
+                    warn!(%reason, "cannot deliver to the collector; spooling and retrying with backoff");
+                    failing_since = Some(Instant::now());
+                }
+                let wait = backoff.next();
+                let spool = shared.spool.lock().expect("spool lock");
+                // Interruptible by shutdown.
+                let _ = shared.wake.wait_timeout(spool, wait);
+            }
+        }
+    }
+}
+
+fn post(http: &ureq::Agent, url: &str, token: Option<&str>, body: &[u8]) -> Outcome {
+    let mut request = http.post(url).header("Content-Type", vigil_wire::CONTENT_TYPE);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    match request.send(body) {
+        Ok(response) => match response.status().as_u16() {
+            200..=299 => Outcome::Delivered,
+            401 | 403 => Outcome::Retry(format!("collector says {} (check --token-file)", response.status())),
+            408 | 429 => Outcome::Retry(format!("collector says {}", response.status())),
+            status @ 400..=499 => Outcome::Refused(status),
+            status => Outcome::Retry(format!("collector says {status}")),
+        },
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut b = Backoff { attempt: 0, seed: 7 };
+        let first = b.next();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..30 {
+            let d = b.next();
+            assert!(d <= Backoff::CAP && d >= Backoff::CAP / 2 || b.attempt < 10);
+        }
+    }
+}

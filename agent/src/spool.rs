@@ -1,0 +1,225 @@
+//! Bounded spool of encoded batches waiting for the collector: memory first, then files
+//! under the state directory, oldest first. What the bound drops is counted, never silent;
+//! batches on disk survive an agent restart and are sent first.
+use std::{
+    collections::VecDeque,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use tracing::warn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// One encoded batch, identified by its sequence number for file names and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    pub id: String,
+    pub body: Vec<u8>,
+}
+
+pub struct Spool {
+    memory: VecDeque<Spooled>,
+    memory_bytes: usize,
+    memory_limit: usize,
+    dir: Option<PathBuf>,
+    /// File names on disk, oldest first (names sort by creation order).
+    disk: VecDeque<PathBuf>,
+    disk_bytes: u64,
+    disk_limit: u64,
+    pub dropped_batches: u64,
+    pub dropped_bytes: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+impl Spool {
+    /// `dir` = None keeps everything in memory (tests, or no writable state directory).
+    pub fn open(dir: Option<PathBuf>, memory_limit: usize, disk_limit: u64) -> Result<Self, SpoolError> {
+        let mut spool = Spool {
+            memory: VecDeque::new(),
+            memory_bytes: 0,
+            memory_limit,
+            dir,
+            disk: VecDeque::new(),
+            disk_bytes: 0,
+            disk_limit,
+            dropped_batches: 0,
+            dropped_bytes: 0,
+        };
+        if let Some(dir) = spool.dir.clone() {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let mut files: Vec<(PathBuf, u64)> = fs::read_dir(&dir)
+                .map_err(io(&dir))?
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "batch"))
+                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect();
+            files.sort();
+            spool.disk_bytes = files.iter().map(|(_, n)| n).sum();
+            spool.disk = files.into_iter().map(|(p, _)| p).collect();
+        }
+        Ok(spool)
+    }
+
+    pub fn len(&self) -> usize {
+        self.memory.len() + self.disk.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.memory_bytes as u64 + self.disk_bytes
+    }
+
+    /// Queue a batch; spills the oldest memory batches to disk past the memory limit, and
+    /// drops the oldest batches past the disk limit.
+    pub fn push(&mut self, batch: Spooled) {
+        self.memory_bytes += batch.body.len();
+        self.memory.push_back(batch);
+        while self.memory_bytes > self.memory_limit && self.memory.len() > 1 {
+            let oldest = self.memory.pop_front().expect("non-empty");
+            self.memory_bytes -= oldest.body.len();
+            self.spill(oldest);
+        }
+    }
+
+    fn spill(&mut self, batch: Spooled) {
+        let Some(dir) = self.dir.clone() else {
+            return self.drop_batch(batch.body.len() as u64);
+        };
+        while self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
+            let Some(oldest) = self.disk.pop_front() else { break };
+            let size = fs::metadata(&oldest).map(|m| m.len()).unwrap_or(0);
+            let _ = fs::remove_file(&oldest);
+            self.disk_bytes -= size;
+            self.drop_batch(size);
+        }
+        if self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
+            return self.drop_batch(batch.body.len() as u64);
+        }
+        let path = dir.join(format!("{}.batch", batch.id));
+        match fs::write(&path, &batch.body) {
+            Ok(()) => {
+                self.disk_bytes += batch.body.len() as u64;
+                self.disk.push_back(path);
+            }
+            Err(e) => {
+                warn!("cannot spool to {}: {e}; batch dropped", path.display());
+                self.drop_batch(batch.body.len() as u64);
+            }
+        }
+    }
+
+    fn drop_batch(&mut self, bytes: u64) {
+        self.dropped_batches += 1;
+        self.dropped_bytes += bytes;
+    }
+
+    /// The oldest batch (disk before memory), without removing it.
+    pub fn front(&mut self) -> Option<Spooled> {
+        while let Some(path) = self.disk.front() {
+            match fs::read(path) {
+                Ok(body) => {
+                    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    return Some(Spooled { id, body });
+                }
+                Err(e) => {
+                    warn!("unreadable spool file {}: {e}; skipped", path.display());
+                    let path = self.disk.pop_front().expect("front exists");
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+        self.memory.front().cloned()
+    }
+
+    /// Remove the batch `front` returned, once it was delivered (or refused for good).
+    pub fn pop(&mut self) {
+        if let Some(path) = self.disk.pop_front() {
+            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let _ = fs::remove_file(&path);
+            self.disk_bytes = self.disk_bytes.saturating_sub(size);
+        } else if let Some(b) = self.memory.pop_front() {
+            self.memory_bytes -= b.body.len();
+        }
+    }
+
+    /// At shutdown: everything still in memory goes to disk, so a restart resends it.
+    pub fn persist(&mut self) {
+        while let Some(batch) = self.memory.pop_front() {
+            self.memory_bytes -= batch.body.len();
+            self.spill(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::TempDir;
+
+    fn batch(id: u32, size: usize) -> Spooled {
+        Spooled { id: format!("{id:010}"), body: vec![id as u8; size] }
+    }
+
+    #[test]
+    fn spills_to_disk_and_keeps_order() {
+        let dir = TempDir::new("spool");
+        let mut s = Spool::open(Some(dir.path().to_owned()), 250, 10_000).unwrap();
+        for id in 1..=5 {
+            s.push(batch(id, 100));
+        }
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.bytes(), 500);
+        for id in 1..=5 {
+            assert_eq!(s.front().unwrap().id, format!("{id:010}"));
+            s.pop();
+        }
+        assert!(s.is_empty());
+        assert_eq!(s.dropped_batches, 0);
+    }
+
+    #[test]
+    fn the_bound_drops_the_oldest_and_counts_it() {
+        let dir = TempDir::new("spool-bound");
+        let mut s = Spool::open(Some(dir.path().to_owned()), 100, 250).unwrap();
+        for id in 1..=6 {
+            s.push(batch(id, 100));
+        }
+        // 1 in memory (6), 2 on disk (4, 5); 1, 2, 3 dropped.
+        assert_eq!(s.dropped_batches, 3);
+        assert_eq!(s.dropped_bytes, 300);
+        assert_eq!(s.front().unwrap().id, format!("{:010}", 4));
+    }
+
+    #[test]
+    fn persisted_batches_survive_a_restart() {
+        let dir = TempDir::new("spool-restart");
+        let mut s = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
+        s.push(batch(1, 10));
+        s.push(batch(2, 10));
+        s.persist();
+        drop(s);
+        let mut again = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again.front().unwrap(), batch(1, 10));
+    }
+
+    #[test]
+    fn without_a_directory_overflow_is_dropped_and_counted() {
+        let mut s = Spool::open(None, 100, 0).unwrap();
+        s.push(batch(1, 80));
+        s.push(batch(2, 80));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.dropped_batches, 1);
+    }
+}
