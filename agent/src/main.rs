@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use vigil_agent::{inspect, ports, trace};
+use vigil_agent::{inspect, ports, run, trace};
 
 
 #[derive(Parser)]
@@ -23,6 +23,39 @@ enum Command {
         /// Stop after this long (`30s`, `500ms`, `2m`); default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
+    },
+    /// Watch the node and stream batches to a vigil-collector.
+    Run {
+        /// Collector base URL, e.g. http://127.0.0.1:9470.
+        #[arg(long, env = "VIGIL_COLLECTOR")]
+        collector: String,
+        /// File holding the collector's bearer token.
+        #[arg(long, env = "VIGIL_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// Node name in every record (default: the hostname).
+        #[arg(long, env = "VIGIL_NODE")]
+        node: Option<String>,
+        /// Upstream ports; default: every upstream port in nginx's configuration.
+        #[arg(long)]
+        ports: Option<String>,
+        /// nginx error.log to follow instead of the ones in nginx's configuration.
+        #[arg(long)]
+        nginx_error_log: Option<PathBuf>,
+        /// nginx access.log (combined format) instead of the configured ones.
+        #[arg(long)]
+        nginx_access_log: Option<PathBuf>,
+        /// Where the spool lives while the collector is away.
+        #[arg(long, env = "VIGIL_STATE_DIR", default_value = "/var/lib/vigil-agent")]
+        state_dir: PathBuf,
+        /// How often upstreams and processes are sampled.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Spool bound in memory, in MiB, before spilling to disk.
+        #[arg(long, default_value_t = 16)]
+        spool_memory_mib: usize,
+        /// Spool bound on disk, in MiB; past it the oldest batches are dropped (and counted).
+        #[arg(long, default_value_t = 256)]
+        spool_disk_mib: u64,
     },
     /// Report nginx, the upstreams' owners, accept queues and worker CPU as JSON.
     Inspect {
@@ -76,6 +109,24 @@ fn main() -> anyhow::Result<()> {
         Command::Trace { ports, duration } => {
             let ports = ports::parse_port_list(&ports).context("--ports")?;
             runtime.block_on(trace::run(ports, duration))
+        }
+        Command::Run {
+            collector, token_file, node, ports, nginx_error_log, nginx_access_log, state_dir,
+            interval, spool_memory_mib, spool_disk_mib,
+        } => {
+            let ports = ports.map(|p| ports::parse_port_list(&p)).transpose().context("--ports")?;
+            runtime.block_on(run::run(run::RunArgs {
+                collector,
+                token_file,
+                node,
+                ports,
+                error_log: nginx_error_log,
+                access_log: nginx_access_log,
+                state_dir,
+                interval,
+                spool_memory_bytes: spool_memory_mib << 20,
+                spool_disk_bytes: spool_disk_mib << 20,
+            }))
         }
         Command::Inspect { ports, interval, watch, duration, nginx_error_log, nginx_access_log } => {
             let ports = ports.map(|p| ports::parse_port_list(&p)).transpose().context("--ports")?;

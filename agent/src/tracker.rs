@@ -46,6 +46,9 @@ pub enum ClosedBy {
 pub struct ConnectionRecord {
     /// Wall-clock time of the connect() call, RFC 3339 UTC.
     pub ts: String,
+    /// The same as Unix nanoseconds, for the wire.
+    #[serde(skip)]
+    pub unix_ns: i128,
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
@@ -139,6 +142,7 @@ impl ConnectionRecord {
         let connect_end = if result == ConnectOutcome::Ok { c.established_ns } else { ev.closed_ns };
         ConnectionRecord {
             ts: clock.rfc3339(c.connect_ns),
+            unix_ns: clock.unix_ns(c.connect_ns),
             pid: c.tgid,
             tid: c.pid,
             comm: comm_str(&c.comm),

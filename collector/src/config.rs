@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub loki_url: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub label_value_limit: Option<usize>,
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
@@ -53,6 +54,8 @@ pub struct CollectorConfig {
     pub max_body_bytes: usize,
     /// Distinct values kept per label and metric family before `other`.
     pub label_value_limit: usize,
+    /// How long /metrics keeps serving after SIGTERM (ingest refused meanwhile).
+    pub shutdown_grace: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -92,7 +95,8 @@ impl CollectorConfig {
         if label_value_limit == 0 {
             return Err(ConfigError::Invalid { field: "label_value_limit", value: "0".into(), what: "positive number" });
         }
-        Ok(CollectorConfig { listen, token, loki_url, max_body_bytes, label_value_limit })
+        let shutdown_grace = std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
+        Ok(CollectorConfig { listen, token, loki_url, max_body_bytes, label_value_limit, shutdown_grace })
     }
 }
 

@@ -6,7 +6,7 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::State,
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -78,14 +78,22 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-pub async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "draining", "collector shutting down; retry".into());
+    }
     if !authorized(&state, &headers) {
         return reject(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token".into());
     }
-    if body.len() > state.config.max_body_bytes {
-        return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large",
-            format!("body of {} bytes is over the {}-byte limit", body.len(), state.config.max_body_bytes));
-    }
+    // Reads at most the limit: an oversized body is refused without buffering it.
+    let limit = state.config.max_body_bytes;
+    let body: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large",
+                format!("body over the {limit}-byte limit (max_body_bytes)"))
+        }
+    };
     let batch = match Batch::decode_compressed(&body, state.config.max_body_bytes * EXPANSION_LIMIT) {
         Ok(b) => b,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "undecodable", e.to_string()),

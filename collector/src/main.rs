@@ -1,5 +1,8 @@
 //! vigil-collector: receives agent batches, serves Prometheus metrics.
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 use anyhow::Context;
 use axum::{
@@ -19,6 +22,9 @@ use config::{CollectorConfig, Overrides};
 
 pub struct AppState {
     pub config: CollectorConfig,
+    /// Set on SIGTERM: ingest answers 503 (agents keep the batch and retry elsewhere or
+    /// later) while /metrics keeps serving for the grace period, so the last values get scraped.
+    pub draining: AtomicBool,
     pub dedup: ingest::Dedup,
     pub recorder: metrics::Recorder,
     pub prometheus: PrometheusHandle,
@@ -35,14 +41,21 @@ async fn render_metrics(State(state): State<Arc<AppState>>) -> String {
     state.prometheus.render()
 }
 
+async fn readyz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
+    if state.draining.load(Ordering::SeqCst) {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (axum::http::StatusCode::OK, "ready\n")
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
-    // axum's own limit sits above ours so that we answer 413 with our message.
-    let limit = state.config.max_body_bytes + 1;
+    // The ingest handler enforces (and counts) its own limit.
     Router::new()
-        .route("/api/v1/ingest", post(ingest::ingest).layer(DefaultBodyLimit::max(limit)))
+        .route("/api/v1/ingest", post(ingest::ingest).layer(DefaultBodyLimit::disable()))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
@@ -76,10 +89,17 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         recorder: metrics::Recorder::new(config.label_value_limit),
         dedup: ingest::Dedup::default(),
         prometheus,
+        draining: AtomicBool::new(false),
         config,
     });
+    let draining = state.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            draining.draining.store(true, Ordering::SeqCst);
+            info!(grace = ?draining.config.shutdown_grace, "draining: ingest refused, /metrics still served");
+            tokio::time::sleep(draining.config.shutdown_grace).await;
+        })
         .await
         .context("server failed")
 }

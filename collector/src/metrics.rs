@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use vigil_wire::{AgentHealth, Batch, ConnectResult, ProcessRole};
@@ -26,14 +26,53 @@ pub const FIRST_BYTE_BUCKETS: &[f64] = &[
 #[error("cannot install the Prometheus recorder: {0}")]
 pub struct MetricsError(String);
 
+/// (name, unit, help) of every metric; also the metrics reference in the README.
+pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
+    ("vigil_upstream_connects_total", Unit::Count, "Connects to an upstream by outcome (ok, refused, timeout, reset, unreachable, error)."),
+    ("vigil_upstream_connect_duration_seconds", Unit::Seconds, "Handshake time of successful connects."),
+    ("vigil_upstream_first_byte_seconds", Unit::Seconds, "Time from the request's first send to the response's first byte."),
+    ("vigil_upstream_silent_closes_total", Unit::Count, "Connections the client closed after sending a request and receiving no byte (read timeouts)."),
+    ("vigil_upstream_resets_total", Unit::Count, "Connections that received an RST."),
+    ("vigil_upstream_syn_retransmits_total", Unit::Count, "SYN retransmits before a handshake completed or was abandoned."),
+    ("vigil_upstream_listening", Unit::Count, "1 while something listens on the upstream port, else 0."),
+    ("vigil_upstream_accept_queue_ratio", Unit::Count, "Accept queue length over the listener's backlog."),
+    ("vigil_process_cpu_ratio", Unit::Count, "CPU used by a process over the sampling interval, in cores (1 = one core busy)."),
+    ("vigil_process_resident_memory_bytes", Unit::Bytes, "Resident memory of a process."),
+    ("vigil_nginx_responses_total", Unit::Count, "nginx responses by status, from the access log."),
+    ("vigil_nginx_upstream_errors_total", Unit::Count, "nginx upstream errors by cause, from the error log (classified by errno)."),
+    ("vigil_nginx_unparsed_lines_total", Unit::Count, "nginx log lines that matched no known layout (shipped raw)."),
+    ("vigil_ingest_batches_total", Unit::Count, "Agent batches by result (accepted, duplicate, unauthorized, undecodable, too_large, draining)."),
+    ("vigil_ingest_records_total", Unit::Count, "Records in accepted batches."),
+    ("vigil_agents_seen", Unit::Count, "Agents that reported health since the collector started."),
+    ("vigil_agent_events_lost_total", Unit::Count, "Probe events an agent lost (ring buffer full)."),
+    ("vigil_agent_spool_dropped_batches_total", Unit::Count, "Batches an agent dropped at its spool bound."),
+    ("vigil_agent_spool_bytes", Unit::Bytes, "Bytes waiting in an agent's spool."),
+    ("vigil_agent_capabilities_missing", Unit::Count, "Kernel capabilities an agent could not attach."),
+    ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),
+];
+
+fn describe() {
+    for &(name, unit, help) in DESCRIPTIONS {
+        if name.ends_with("_seconds") {
+            metrics::describe_histogram!(name, unit, help);
+        } else if name.ends_with("_total") {
+            metrics::describe_counter!(name, unit, help);
+        } else {
+            metrics::describe_gauge!(name, unit, help);
+        }
+    }
+}
+
 /// Installs the global recorder; gauges of processes that went away expire after 2 minutes.
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full("vigil_upstream_connect_duration_seconds".into()), CONNECT_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full("vigil_upstream_first_byte_seconds".into()), FIRST_BYTE_BUCKETS))
         .map(|b| b.idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(120))))
         .and_then(|b| b.install_recorder())
-        .map_err(|e| MetricsError(e.to_string()))
+        .map_err(|e| MetricsError(e.to_string()))?;
+    describe();
+    Ok(handle)
 }
 
 /// Per (family, label) the values seen; beyond `limit`, `other`.

@@ -113,3 +113,44 @@ fn parse_lines(out: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
         .collect()
 }
+
+/// `vigil-agent run` streaming to a collector.
+pub struct AgentRun(Child);
+
+impl AgentRun {
+    pub fn start(collector: &str, ports: &[u16], state_dir: &std::path::Path, extra: &[&str]) -> AgentRun {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let mut child = Command::new(bin("vigil-agent"))
+            .args(["run", "--collector", collector, "--ports", &ports.join(","), "--node", "test-node", "--interval", "500ms"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("vigil-agent run: ready") {
+                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
+                return AgentRun(child);
+            }
+            eprintln!("agent: {line}");
+        }
+        let _ = child.wait();
+        panic!("vigil-agent run exited before ready");
+    }
+
+    /// SIGTERM and wait: the agent delivers or spools what it has.
+    pub fn stop(mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentRun {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,8 +1,11 @@
 //! Test harness: real nginx with its own prefix, small upstreams, nft rules and the
 //! `vigil-agent` binary, all on 127.0.0.1 with ports picked per test.
 pub mod agent;
+pub mod collector;
+pub mod http;
 pub mod nginx;
 pub mod nft;
+pub mod prometheus;
 pub mod python;
 pub mod upstreams;
 

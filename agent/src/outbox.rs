@@ -1,0 +1,195 @@
+//! Turns what the agent sees into wire records and seals them into numbered batches by
+//! size and age.
+use std::time::{Duration, Instant};
+
+use vigil_wire as wire;
+
+use crate::{
+    nginx_view::{upstream_error_name, LogEvent},
+    owners::ProcessIdentity,
+    tracker::{ConnectOutcome, ConnectionRecord},
+    upstreams::{ProcessExitInfo, UpstreamState},
+    watch::{Role, RoledSample},
+};
+
+pub struct Outbox {
+    agent_id: String,
+    node: String,
+    next_sequence: u64,
+    current: wire::Batch,
+    opened: Instant,
+    pub max_records: usize,
+    pub max_age: Duration,
+}
+
+/// A sealed batch: its sequence and encoded body.
+pub struct Sealed {
+    pub sequence: u64,
+    pub body: Vec<u8>,
+}
+
+fn unix_ms_from_rfc3339(ts: &str) -> i64 {
+    // Our own timestamps only (YYYY-MM-DDTHH:MM:SS.ffffffZ); 0 when absent.
+    crate::clock::parse_rfc3339_ms(ts).unwrap_or(0)
+}
+
+impl Outbox {
+    pub fn new(agent_id: String, node: String) -> Self {
+        Outbox {
+            agent_id,
+            node,
+            next_sequence: 1,
+            current: wire::Batch::default(),
+            opened: Instant::now(),
+            max_records: 5000,
+            max_age: Duration::from_secs(1),
+        }
+    }
+
+    pub fn batch(&mut self) -> &mut wire::Batch {
+        &mut self.current
+    }
+
+    /// Seal when full, or when old enough and not empty; `force` seals whatever is there.
+    pub fn seal_if_due(&mut self, force: bool) -> Option<Sealed> {
+        let due = self.current.len() >= self.max_records
+            || self.opened.elapsed() >= self.max_age
+            || force;
+        if !due || self.current.is_empty() {
+            if self.current.is_empty() {
+                self.opened = Instant::now();
+            }
+            return None;
+        }
+        let mut batch = std::mem::take(&mut self.current);
+        batch.agent_id = self.agent_id.clone();
+        batch.node = self.node.clone();
+        batch.sequence = self.next_sequence;
+        batch.created_unix_ms = (crate::clock::unix_now_ns() / 1_000_000) as i64;
+        self.next_sequence += 1;
+        self.opened = Instant::now();
+        Some(Sealed { sequence: batch.sequence, body: batch.encode_compressed() })
+    }
+}
+
+pub fn connection(r: &ConnectionRecord) -> wire::ConnectionOutcome {
+    let result = match r.result {
+        ConnectOutcome::Ok => wire::ConnectResult::Ok,
+        ConnectOutcome::Refused => wire::ConnectResult::Refused,
+        ConnectOutcome::Timeout => wire::ConnectResult::Timeout,
+        ConnectOutcome::Reset => wire::ConnectResult::Reset,
+        ConnectOutcome::Unreachable => wire::ConnectResult::Unreachable,
+        ConnectOutcome::Error => wire::ConnectResult::Error,
+    };
+    let us = |ms: f64| (ms * 1000.0).round() as u64;
+    wire::ConnectionOutcome {
+        unix_ns: r.unix_ns as i64,
+        pid: r.pid,
+        comm: r.comm.clone(),
+        src: r.src.to_string(),
+        dst: r.dst.to_string(),
+        result: result as i32,
+        errno: r.errno.unwrap_or(0),
+        connect_us: us(r.connect_ms),
+        first_byte_us: r.first_byte_ms.map(us),
+        silent_close: r.silent_close,
+        syn_retransmits: u32::from(r.syn_retransmits),
+        reset: r.reset,
+        bytes_sent: r.bytes_sent,
+        bytes_received: r.bytes_received,
+        duration_us: us(r.duration_ms),
+    }
+}
+
+fn identity(p: &ProcessIdentity) -> wire::ProcessIdentity {
+    wire::ProcessIdentity {
+        pid: p.pid,
+        comm: p.comm.clone(),
+        cmdline: p.cmdline.clone(),
+        unit: p.unit.clone().unwrap_or_default(),
+        pod_uid: p.pod_uid.clone().unwrap_or_default(),
+        container_id: p.container_id.clone().unwrap_or_default(),
+    }
+}
+
+fn exit(e: &ProcessExitInfo) -> wire::ProcessExit {
+    wire::ProcessExit {
+        pid: e.pid,
+        comm: e.comm.clone(),
+        unix_ms: unix_ms_from_rfc3339(&e.at),
+        status: e.status,
+        signal: e.signal,
+    }
+}
+
+pub fn upstream(s: &UpstreamState) -> wire::UpstreamStatus {
+    let l = s.listener.as_ref();
+    wire::UpstreamStatus {
+        port: u32::from(s.port),
+        listening: l.is_some(),
+        addr: l.map(|l| l.addr.to_string()).unwrap_or_default(),
+        accept_queue: l.map_or(0, |l| l.accept_queue),
+        backlog: l.map_or(0, |l| l.backlog),
+        owner: l.and_then(|l| l.owner.as_ref()).map(identity),
+        gone_since_unix_ms: s.gone_since.as_deref().map_or(0, unix_ms_from_rfc3339),
+        last_owner: s.last_owner.as_ref().map(identity),
+        last_exit: s.last_exit.as_ref().map(exit),
+    }
+}
+
+pub fn process(s: &RoledSample) -> wire::ProcessSample {
+    let role = match s.role {
+        Role::NginxMaster => wire::ProcessRole::NginxMaster,
+        Role::NginxWorker => wire::ProcessRole::NginxWorker,
+        Role::UpstreamOwner => wire::ProcessRole::UpstreamOwner,
+        Role::UpstreamWorker => wire::ProcessRole::UpstreamWorker,
+    };
+    wire::ProcessSample {
+        pid: s.sample.pid,
+        comm: s.sample.comm.clone(),
+        role: role as i32,
+        upstream_port: s.port.map_or(0, u32::from),
+        cpu_ratio: s.sample.cpu_ratio,
+        rss_bytes: s.sample.rss_bytes,
+        state: s.sample.state.to_string(),
+        threads: s.sample.threads,
+    }
+}
+
+/// Every log line is shipped, parsed or not: nothing is lost to a parser.
+pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
+    match event {
+        LogEvent::Error { line, record } => {
+            let mut r = wire::NginxErrorRecord {
+                unix_ns: now_ns,
+                parsed: record.is_some(),
+                truncated: line.truncated,
+                line: line.text,
+                ..Default::default()
+            };
+            if let Some(rec) = record {
+                r.unix_ns = rec.timestamp * 1_000_000_000;
+                r.level = format!("{:?}", rec.level).to_lowercase();
+                r.errno = rec.errno.unwrap_or(0);
+                r.upstream_error = rec.upstream_error.as_ref().map(upstream_error_name).unwrap_or("").to_owned();
+                r.upstream = rec.upstream.unwrap_or_default();
+                r.server = rec.server.unwrap_or_default();
+                r.request = rec.request.unwrap_or_default();
+                r.phase = rec.phase.unwrap_or_default();
+            }
+            batch.nginx_errors.push(r);
+        }
+        LogEvent::Access { line, record } => {
+            let status = record.as_ref().and_then(|r| r.status);
+            batch.nginx_access.push(wire::NginxAccessRecord {
+                unix_ns: now_ns,
+                parsed: status.is_some(),
+                truncated: line.truncated,
+                line: line.text,
+                status: status.map_or(0, u32::from),
+                upstream_addr: record.as_ref().and_then(|r| r.upstream_addr.clone()).unwrap_or_default(),
+                request_time: record.and_then(|r| r.request_time),
+            });
+        }
+    }
+}

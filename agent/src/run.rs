@@ -1,0 +1,132 @@
+//! `vigil-agent run`: watch the node and stream batches to the collector.
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::{
+    clock::{rfc3339, unix_now_ns},
+    nginx_view::NginxView,
+    outbox::{self, Outbox},
+    probes::Probes,
+    ship::Shipper,
+    spool::{Spool, Spooled},
+    trace::{shutdown_signal, POLL_INTERVAL},
+    watch::NodeWatcher,
+};
+
+pub struct RunArgs {
+    pub collector: String,
+    pub token_file: Option<PathBuf>,
+    pub node: Option<String>,
+    pub ports: Option<BTreeSet<u16>>,
+    pub error_log: Option<PathBuf>,
+    pub access_log: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub interval: Duration,
+    pub spool_memory_bytes: usize,
+    pub spool_disk_bytes: u64,
+}
+
+fn read_token(path: &PathBuf) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --token-file {}", path.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(!token.is_empty(), "--token-file {} is empty", path.display());
+    Ok(token)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.collector.starts_with("http://"),
+        "--collector must be an http:// URL like http://127.0.0.1:9470"
+    );
+    let token = args.token_file.as_ref().map(read_token).transpose()?;
+    let node = args.node.clone().unwrap_or_else(hostname);
+    let nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
+    let mut watcher = NodeWatcher::start(args.ports.clone(), nginx, true)?;
+    let spool_dir = args.state_dir.join("spool");
+    let spool = Spool::open(Some(spool_dir.clone()), args.spool_memory_bytes, args.spool_disk_bytes)
+        .with_context(|| format!("state directory {} must be writable (--state-dir)", args.state_dir.display()))?;
+    if !spool.is_empty() {
+        info!(batches = spool.len(), "resending batches spooled by an earlier run");
+    }
+    let shipper = Shipper::start(&args.collector, token, spool);
+    let started_ms = (unix_now_ns() / 1_000_000) as i64;
+    let agent_id = format!("{node}/{started_ms}-{}", std::process::id());
+    let mut outbox = Outbox::new(agent_id.clone(), node.clone());
+    info!(%agent_id, collector = %args.collector, ports = watcher.ports.len(), "streaming to the collector");
+    eprintln!("vigil-agent run: ready");
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut next_sample = Instant::now();
+    let mut dropped_reported = 0;
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = shutdown_signal() => true,
+        };
+        let now_ns = unix_now_ns() as i64;
+        let batch = outbox.batch();
+        let events = watcher.poll(|r| batch.connections.push(outbox::connection(&r)));
+        for event in events {
+            outbox::log_event(outbox.batch(), event, now_ns);
+        }
+        if Instant::now() >= next_sample {
+            next_sample += args.interval;
+            sample(&mut watcher, &mut outbox, &shipper)?;
+            let (_, dropped) = shipper.spool_state();
+            if dropped > dropped_reported {
+                warn!(dropped = dropped - dropped_reported, "spool bound reached: oldest batches dropped");
+                dropped_reported = dropped;
+            }
+        }
+        if let Some(sealed) = outbox.seal_if_due(stopping) {
+            shipper.enqueue(Spooled { id: format!("{started_ms:013}-{:010}", sealed.sequence), body: sealed.body });
+        }
+        if stopping {
+            break;
+        }
+    }
+    info!("stopping: delivering what is queued (up to 5 s), spooling the rest");
+    shipper.shutdown(Duration::from_secs(5));
+    Ok(())
+}
+
+/// The slow path: upstream states, process samples and the agent's health.
+fn sample(watcher: &mut NodeWatcher, outbox: &mut Outbox, shipper: &Shipper) -> anyhow::Result<()> {
+    let now = rfc3339(unix_now_ns());
+    for change in watcher.refresh(&now)? {
+        info!(?change, "upstream changed");
+    }
+    let samples = watcher.sample();
+    let batch = outbox.batch();
+    batch.upstreams.extend(watcher.tracker.states().map(outbox::upstream));
+    batch.processes.extend(samples.iter().map(outbox::process));
+    let probe_stats = watcher.probes.as_ref().map(Probes::stats).unwrap_or_default();
+    let missing = watcher
+        .probes
+        .as_ref()
+        .map(|p| p.capabilities.missing.iter().map(|m| m.capability.to_owned()).collect())
+        .unwrap_or_default();
+    let (spool_bytes, spool_dropped) = shipper.spool_state();
+    use std::sync::atomic::Ordering::Relaxed;
+    batch.health = Some(vigil_wire::AgentHealth {
+        probe_events_lost: probe_stats.events_lost,
+        probe_track_failed: probe_stats.track_failed,
+        capabilities_missing: missing,
+        batches_sent: shipper.stats.sent.load(Relaxed),
+        batches_retried: shipper.stats.retried.load(Relaxed),
+        spool_bytes,
+        spool_dropped_batches: spool_dropped,
+    });
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The collector against real parts: ingest error paths, real nginx traffic through the
+//! agent into a real Prometheus, and a collector restart under load that loses nothing.
+use std::time::{Duration, Instant};
+
+use vigil_e2e::{
+    agent::AgentRun,
+    collector::Collector,
+    free_port, http, http_get,
+    nft::SynDrop,
+    nginx::{Nginx, Route},
+    prometheus::Prometheus,
+    scratch_dir,
+};
+use vigil_wire::{Batch, ConnectResult, ConnectionOutcome};
+
+fn batch(agent: &str, sequence: u64, upstream: &str) -> Batch {
+    Batch {
+        agent_id: agent.into(),
+        sequence,
+        node: "n1".into(),
+        connections: vec![ConnectionOutcome {
+            comm: "nginx".into(),
+            dst: upstream.into(),
+            result: ConnectResult::Refused as i32,
+            errno: 111,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn post(c: &Collector, body: &[u8], token: Option<&str>) -> http::Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", vigil_wire::CONTENT_TYPE)];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    http::request("POST", c.port, "/api/v1/ingest", &headers, body).unwrap()
+}
+
+#[test]
+fn ingest_refuses_bad_requests_and_keeps_serving() {
+    let dir = scratch_dir("ingest-token");
+    std::fs::write(dir.join("token"), "s3cret\n").unwrap();
+    let c = Collector::start("ingest", &format!("token_file = \"{}\"\nmax_body_bytes = 4096\n", dir.join("token").display()));
+    let good = batch("agent-a", 1, "127.0.0.1:9").encode_compressed();
+
+    assert_eq!(post(&c, &good, None).status, 401);
+    assert_eq!(post(&c, &good, Some("wrong")).status, 401);
+    let garbage = post(&c, b"\x00\x01 not snappy at all", Some("s3cret"));
+    assert_eq!(garbage.status, 400);
+    assert!(garbage.body.contains("snappy"), "says why: {}", garbage.body);
+    let not_a_batch = post(&c, &vigil_e2e_snappy(&[0xff; 100]), Some("s3cret"));
+    assert_eq!(not_a_batch.status, 400);
+    assert_eq!(post(&c, &vec![0u8; 5000], Some("s3cret")).status, 413);
+
+    assert_eq!(post(&c, &good, Some("s3cret")).status, 200);
+    let again = post(&c, &good, Some("s3cret"));
+    assert_eq!((again.status, again.body.trim()), (200, "duplicate"));
+
+    assert_eq!(http::get(c.port, "/healthz").unwrap().status, 200);
+    assert_eq!(http::get(c.port, "/readyz").unwrap().status, 200);
+    let connects = c.value("vigil_upstream_connects_total", &[("upstream", "127.0.0.1:9"), ("result", "refused")]);
+    assert_eq!(connects, 1.0, "the duplicate was not counted twice");
+    for (result, n) in [("unauthorized", 2.0), ("undecodable", 2.0), ("too_large", 1.0), ("accepted", 1.0), ("duplicate", 1.0)] {
+        assert_eq!(c.value("vigil_ingest_batches_total", &[("result", result)]), n, "{result}");
+    }
+}
+
+fn vigil_e2e_snappy(raw: &[u8]) -> Vec<u8> {
+    // A valid snappy block whose content is not a batch.
+    let mut out = Vec::new();
+    let mut n = raw.len();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.push(((raw.len() - 1) as u8) << 2 | 0); // one literal (len ≤ 60)
+    out.extend_from_slice(raw);
+    out
+}
+
+#[test]
+fn label_values_are_capped_per_family() {
+    let c = Collector::start("caps", "label_value_limit = 3\n");
+    for (i, port) in (1..=10).enumerate() {
+        let body = batch("agent-caps", i as u64 + 1, &format!("127.0.0.1:{port}")).encode_compressed();
+        assert_eq!(post(&c, &body, None).status, 200);
+    }
+    let text = c.metrics();
+    let series = text.lines().filter(|l| l.starts_with("vigil_upstream_connects_total{")).count();
+    assert_eq!(series, 4, "3 upstreams + other:\n{text}");
+    assert_eq!(c.value("vigil_upstream_connects_total", &[("upstream", "other")]), 7.0);
+}
+
+#[test]
+fn real_nginx_outcomes_reach_prometheus_through_agent_and_collector() {
+    let closed = free_port();
+    let dropped = free_port();
+    let _drop = SynDrop::new(dropped);
+    let nginx = Nginx::start("prom", &[Route { path: "/down", upstream_port: closed }, Route { path: "/slow", upstream_port: dropped }],
+        "proxy_connect_timeout 1s;");
+    let c = Collector::start("prom", "");
+    let prom = Prometheus::start(c.port);
+    let state = scratch_dir("prom-agent");
+    let agent = AgentRun::start(&c.url(), &[closed, dropped], &state, &[]);
+    for _ in 0..3 {
+        assert_eq!(http_get(nginx.port, "/down"), 502);
+    }
+    assert_eq!(http_get(nginx.port, "/slow"), 504);
+
+    let refused = format!("sum(vigil_upstream_connects_total{{result=\"refused\",upstream=\"127.0.0.1:{closed}\"}})");
+    assert_eq!(prom.wait_for(&refused, 3.0), Some(3.0));
+    let timeout = format!("sum(vigil_upstream_connects_total{{result=\"timeout\",upstream=\"127.0.0.1:{dropped}\"}})");
+    assert_eq!(prom.wait_for(&timeout, 1.0), Some(1.0));
+    assert_eq!(prom.wait_for("sum(vigil_upstream_listening{node=\"test-node\"})", 0.0), Some(0.0));
+
+    // promtool agrees the exposition is well-formed.
+    let text = c.metrics();
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(text.as_bytes());
+    assert!(check.0.success(), "promtool check metrics: {}", check.1);
+    drop(agent);
+    let _ = &mut check;
+}
+
+/// `Command::output` with a stdin payload.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String);
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
+        use std::io::Write;
+        let mut child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("promtool");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+#[test]
+fn collector_restart_under_load_counts_every_connect_once() {
+    let closed = free_port();
+    let nginx = Nginx::start("restart", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let port = free_port();
+    let mut first = Collector::start_on("restart-a", port, "shutdown_grace_ms = 1500\n");
+    let state = scratch_dir("restart-agent");
+    let agent = AgentRun::start(&first.url(), &[closed], &state, &[]);
+    let series = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".to_owned())];
+    let labels: Vec<(&str, &str)> = series.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let requests = 300;
+    let load = std::thread::spawn(move || {
+        for _ in 0..requests {
+            assert_eq!(http_get(nginx.port, "/"), 502);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nginx
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    first.terminate();
+    // While draining the count is final: ingest is refused, /metrics still answers.
+    std::thread::sleep(Duration::from_millis(300));
+    let counted_by_first = first.value("vigil_upstream_connects_total", &labels);
+    assert!(first.wait().success());
+    std::thread::sleep(Duration::from_millis(700));
+    let second = Collector::start_on("restart-b", port, "");
+    let _nginx = load.join().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut counted_by_second = 0.0;
+    while Instant::now() < deadline {
+        counted_by_second = second.value("vigil_upstream_connects_total", &labels);
+        if counted_by_first + counted_by_second >= requests as f64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    counted_by_second = second.value("vigil_upstream_connects_total", &labels);
+    assert!(counted_by_first > 0.0, "the first collector counted some");
+    assert_eq!(counted_by_first + counted_by_second, requests as f64, "first {counted_by_first} + second {counted_by_second}");
+    agent.stop();
+}

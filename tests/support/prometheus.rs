@@ -1,0 +1,69 @@
+//! A real Prometheus (Debian package) scraping one target every second.
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{free_port, http, scratch_dir};
+
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+}
+
+impl Prometheus {
+    pub fn start(target_port: u16) -> Prometheus {
+        let dir = scratch_dir(&format!("prometheus-{target_port}"));
+        let port = free_port();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus installed (cargo xtask setup)");
+        let p = Prometheus { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http::get(port, "/-/ready").is_ok_and(|r| r.status == 200) {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    }
+
+    /// The first sample of an instant query, if any.
+    pub fn query(&self, promql: &str) -> Option<f64> {
+        let r = http::get(self.port, &format!("/api/v1/query?query={}", http::encode(promql))).ok()?;
+        let v: Value = serde_json::from_str(&r.body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Polls `promql` until it returns `want` (scrapes are every second) or 20 s pass.
+    pub fn wait_for(&self, promql: &str, want: f64) -> Option<f64> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = self.query(promql);
+            if last == Some(want) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        last
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
