@@ -62,7 +62,7 @@ pub struct NginxSnapshot {
 /// One line from an nginx log.
 #[derive(Debug, Clone)]
 pub enum LogEvent {
-    Error { line: TailLine, record: Option<ErrorLogRecord> },
+    Error { line: TailLine, record: Option<Box<ErrorLogRecord>> },
     Access { line: TailLine, record: Option<AccessSummary> },
 }
 
@@ -160,7 +160,7 @@ impl NginxView {
         let mut events = Vec::new();
         for tail in &mut self.error_logs {
             for line in poll(tail) {
-                let record = parse_error_line(&line.text).ok();
+                let record = parse_error_line(&line.text).ok().map(Box::new);
                 events.push(LogEvent::Error { line, record });
             }
         }
@@ -229,7 +229,7 @@ impl LogTally {
         let (line, parsed) = match event {
             LogEvent::Error { line, record } => {
                 if let Some(r) = record {
-                    self.add_error(r.clone());
+                    self.add_error((**r).clone());
                 }
                 (line, record.is_some())
             }

@@ -95,7 +95,9 @@ const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
 ];
 
 /// (setting index, capability, [(struct, member)] whose offsets add up).
-const OFFSETS: &[(u32, &str, &[(&str, &str)])] = &[
+type OffsetPath = (u32, &'static str, &'static [(&'static str, &'static str)]);
+
+const OFFSETS: &[OffsetPath] = &[
     (setting::SOCK_SK_ERR, "connect_errno", &[("sock", "sk_err")]),
     (setting::TASK_EXIT_CODE, "exit_status", &[("task_struct", "exit_code")]),
     (setting::TCP_BYTES_SENT, "bytes_sent", &[("tcp_sock", "bytes_sent")]),

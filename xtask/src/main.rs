@@ -19,10 +19,10 @@ enum Command {
     Setup,
     /// Build the eBPF object and the binaries.
     BuildEbpf,
-    /// Build and run vigil on this machine against the local nginx.
+    /// Build and run vigil on this machine: the collector, and the agent watching the local nginx.
     Run {
-        /// Extra arguments for `vigil-agent inspect --watch`.
-        #[arg(trailing_var_arg = true)]
+        /// Extra arguments for `vigil-agent run` (e.g. `--ports 8080-8099`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Set up, then run every test (unit and end-to-end against real nginx and probes).

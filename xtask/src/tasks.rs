@@ -124,10 +124,30 @@ fn count_results(line: &str, passed: &mut u64, failed: &mut u64) {
     }
 }
 
+/// The main job on this machine: the collector on 127.0.0.1:9470 and the agent streaming
+/// to it (ports default to the local nginx's upstreams; extra args go to `vigil-agent run`).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     require_root()?;
     crate::setup::run()?;
     build(true)?;
-    let agent = bin_dir(true).join("vigil-agent");
-    cmd(agent).args(["inspect", "--watch"]).args(args).run()
+    let bins = bin_dir(true);
+    let state = workspace_root().join("target/vigil-state");
+    println!("+ starting vigil-collector on 127.0.0.1:9470 (metrics: http://127.0.0.1:9470/metrics)");
+    let mut collector = Command::new(bins.join("vigil-collector"))
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting vigil-collector")?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    if let Some(status) = collector.try_wait()? {
+        bail!("vigil-collector exited at start ({status}); is 127.0.0.1:9470 already in use?");
+    }
+    let agent = cmd(bins.join("vigil-agent"))
+        .args(["run", "--collector", "http://127.0.0.1:9470", "--state-dir"])
+        .arg(&state)
+        .args(args)
+        .run();
+    // SAFETY: signal to our own child.
+    unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
+    let _ = collector.wait();
+    agent
 }
