@@ -26,6 +26,20 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub label_value_limit: Option<usize>,
     pub shutdown_grace_ms: Option<u64>,
+    pub loki: Option<LokiFileConfig>,
+}
+
+/// `[loki]` table: everything about shipping but the URL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LokiFileConfig {
+    pub tenant: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub batch_bytes: Option<usize>,
+    pub batch_age_ms: Option<u64>,
+    pub queue_limit: Option<usize>,
 }
 
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
@@ -49,7 +63,7 @@ pub struct Overrides {
 pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
-    pub loki_url: Option<String>,
+    pub loki: Option<crate::loki::LokiConfig>,
     /// Largest compressed ingest body accepted (413 above).
     pub max_body_bytes: usize,
     /// Distinct values kept per label and metric family before `other`.
@@ -85,19 +99,43 @@ impl CollectorConfig {
             None => None,
         };
         let loki_url = o.loki_url.clone().or(file.loki_url).map(|u| u.trim_end_matches('/').to_owned());
-        if let Some(url) = &loki_url {
-            if !url.starts_with("http://") {
-                return Err(ConfigError::Invalid { field: "loki_url", value: url.clone(), what: "http:// URL (TLS: put a proxy in front)" });
-            }
-        }
+        let loki = match loki_url {
+            Some(url) => Some(loki_config(url, file.loki.unwrap_or_default())?),
+            None => None,
+        };
         let max_body_bytes = file.max_body_bytes.unwrap_or(16 << 20);
         let label_value_limit = file.label_value_limit.unwrap_or(500);
         if label_value_limit == 0 {
             return Err(ConfigError::Invalid { field: "label_value_limit", value: "0".into(), what: "positive number" });
         }
         let shutdown_grace = std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
-        Ok(CollectorConfig { listen, token, loki_url, max_body_bytes, label_value_limit, shutdown_grace })
+        Ok(CollectorConfig { listen, token, loki, max_body_bytes, label_value_limit, shutdown_grace })
     }
+}
+
+fn loki_config(url: String, f: LokiFileConfig) -> Result<crate::loki::LokiConfig, ConfigError> {
+    use crate::loki::LokiAuth;
+    if !url.starts_with("http://") {
+        return Err(ConfigError::Invalid { field: "loki_url", value: url, what: "http:// URL (for TLS put a proxy in front)" });
+    }
+    let auth = match (f.bearer_token_file, f.username, f.password_file) {
+        (Some(token), None, None) => Some(LokiAuth::Bearer(read_token(&token)?)),
+        (None, Some(user), Some(pw)) => Some(LokiAuth::Basic { user, password: read_token(&pw)? }),
+        (None, None, None) => None,
+        _ => return Err(ConfigError::Invalid {
+            field: "loki",
+            value: "auth".into(),
+            what: "auth: either bearer_token_file, or username with password_file",
+        }),
+    };
+    Ok(crate::loki::LokiConfig {
+        url,
+        tenant: f.tenant,
+        auth,
+        batch_bytes: f.batch_bytes.unwrap_or(1 << 20),
+        batch_age: std::time::Duration::from_millis(f.batch_age_ms.unwrap_or(1000)),
+        queue_limit: f.queue_limit.unwrap_or(200_000),
+    })
 }
 
 fn read_token(path: &PathBuf) -> Result<String, ConfigError> {
@@ -122,7 +160,7 @@ mod tests {
         let o = Overrides { listen: Some("127.0.0.1:2".into()), ..Default::default() };
         let c = CollectorConfig::resolve(file, &o).unwrap();
         assert_eq!(c.listen.port(), 2);
-        assert_eq!(c.loki_url.as_deref(), Some("http://l:3100"));
+        assert_eq!(c.loki.map(|l| l.url).as_deref(), Some("http://l:3100"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tracing::info;
 
 mod config;
 mod ingest;
+mod loki;
 mod metrics;
 
 use config::{CollectorConfig, Overrides};
@@ -28,6 +29,7 @@ pub struct AppState {
     pub dedup: ingest::Dedup,
     pub recorder: metrics::Recorder,
     pub prometheus: PrometheusHandle,
+    pub loki: Option<loki::LokiSink>,
 }
 
 #[derive(Parser)]
@@ -84,11 +86,12 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    info!(listen = %config.listen, auth = config.token.is_some(), "vigil-collector serving");
+    info!(listen = %config.listen, auth = config.token.is_some(), loki = ?config.loki.as_ref().map(|l| &l.url), "vigil-collector serving");
     let state = Arc::new(AppState {
         recorder: metrics::Recorder::new(config.label_value_limit),
         dedup: ingest::Dedup::default(),
         prometheus,
+        loki: config.loki.clone().map(loki::LokiSink::start),
         draining: AtomicBool::new(false),
         config,
     });

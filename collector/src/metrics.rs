@@ -48,6 +48,11 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_agent_spool_dropped_batches_total", Unit::Count, "Batches an agent dropped at its spool bound."),
     ("vigil_agent_spool_bytes", Unit::Bytes, "Bytes waiting in an agent's spool."),
     ("vigil_agent_capabilities_missing", Unit::Count, "Kernel capabilities an agent could not attach."),
+    ("vigil_loki_lines_sent_total", Unit::Count, "Log lines Loki accepted."),
+    ("vigil_loki_lines_retried_total", Unit::Count, "Log lines in pushes retried after 429, 5xx or a connection error."),
+    ("vigil_loki_lines_failed_total", Unit::Count, "Log lines dropped: rejected alone by Loki (400) or refused by status."),
+    ("vigil_loki_lines_dropped_total", Unit::Count, "Log lines dropped because the Loki queue was full."),
+    ("vigil_loki_queue_lines", Unit::Count, "Log lines waiting for Loki."),
     ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),
 ];
 

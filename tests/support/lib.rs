@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod collector;
 pub mod http;
+pub mod loki;
 pub mod nginx;
 pub mod nft;
 pub mod prometheus;

@@ -1,0 +1,150 @@
+//! From collector log entries to a Loki push body: few stream labels (`job`, `node`,
+//! `source`, `level`), everything else as structured metadata — or folded into the line as
+//! logfmt for a Loki that refuses structured metadata. Entries sorted by time per stream.
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+
+/// One line bound for Loki.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub unix_ns: i64,
+    pub node: String,
+    /// ebpf | nginx_error | nginx_access | alert
+    pub source: &'static str,
+    pub level: &'static str,
+    pub line: String,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl LogEntry {
+    /// Rough encoded size, for batching by bytes.
+    pub fn size(&self) -> usize {
+        self.line.len() + self.metadata.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 16
+    }
+
+    fn labels(&self) -> String {
+        // Sorted by name, as Loki requires.
+        format!(
+            "{{job=\"vigil\", level=\"{}\", node=\"{}\", source=\"{}\"}}",
+            escape(self.level),
+            escape(&self.node),
+            escape(self.source)
+        )
+    }
+}
+
+/// LogQL string escaping for label values.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Appends metadata to the line as logfmt (` key=value`, quoted when needed).
+pub fn fold_metadata(line: &str, metadata: &[(&'static str, String)]) -> String {
+    let mut out = line.to_owned();
+    for (k, v) in metadata {
+        if v.is_empty() || v.contains([' ', '"', '=']) {
+            out += &format!(" {k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+        } else {
+            out += &format!(" {k}={v}");
+        }
+    }
+    out
+}
+
+/// Builds the protobuf push request. `with_metadata = false` folds metadata into lines.
+pub fn push_request(entries: &[LogEntry], with_metadata: bool) -> PushRequest {
+    let mut streams: BTreeMap<String, Vec<&LogEntry>> = BTreeMap::new();
+    for e in entries {
+        streams.entry(e.labels()).or_default().push(e);
+    }
+    let streams = streams
+        .into_iter()
+        .map(|(labels, mut list)| {
+            list.sort_by_key(|e| e.unix_ns);
+            let entries = list
+                .into_iter()
+                .map(|e| EntryAdapter {
+                    timestamp: Some(Timestamp::from_unix_ns(e.unix_ns)),
+                    line: if with_metadata { e.line.clone() } else { fold_metadata(&e.line, &e.metadata) },
+                    structured_metadata: if with_metadata {
+                        e.metadata
+                            .iter()
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| LabelPairAdapter { name: (*k).to_owned(), value: v.clone() })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect();
+            StreamAdapter { labels, entries, hash: 0 }
+        })
+        .collect();
+    PushRequest { streams }
+}
+
+/// The body of `POST /loki/api/v1/push`: protobuf, snappy raw block (not framed).
+pub fn encode_push(entries: &[LogEntry], with_metadata: bool) -> Vec<u8> {
+    let raw = push_request(entries, with_metadata).encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).expect("snappy compresses any input")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ns: i64, source: &'static str, line: &str) -> LogEntry {
+        LogEntry {
+            unix_ns: ns,
+            node: "n1".into(),
+            source,
+            level: "error",
+            line: line.into(),
+            metadata: vec![("upstream", "127.0.0.1:8084".into()), ("errno", "111".into())],
+        }
+    }
+
+    #[test]
+    fn groups_streams_and_sorts_entries() {
+        let req = push_request(&[entry(3, "ebpf", "c"), entry(1, "ebpf", "a"), entry(2, "nginx_error", "b")], true);
+        assert_eq!(req.streams.len(), 2);
+        let ebpf = req.streams.iter().find(|s| s.labels.contains("ebpf")).unwrap();
+        assert_eq!(ebpf.labels, r#"{job="vigil", level="error", node="n1", source="ebpf"}"#);
+        assert_eq!(ebpf.entries.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(ebpf.entries[0].structured_metadata.len(), 2);
+    }
+
+    #[test]
+    fn folding_moves_metadata_into_the_line() {
+        let req = push_request(&[entry(1, "ebpf", "refused")], false);
+        let e = &req.streams[0].entries[0];
+        assert!(e.structured_metadata.is_empty());
+        assert_eq!(e.line, "refused upstream=127.0.0.1:8084 errno=111");
+        assert_eq!(fold_metadata("x", &[("msg", "a \"b\"".into())]), r#"x msg="a \"b\"""#);
+    }
+
+    #[test]
+    fn decodes_with_the_independent_loki_api_types() {
+        let body = encode_push(&[entry(1_700_000_000_123_456_789, "ebpf", "line one")], true);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let theirs = <loki_api::logproto::PushRequest as loki_api::prost::Message>::decode(raw.as_slice()).unwrap();
+        assert_eq!(theirs.streams.len(), 1);
+        assert_eq!(theirs.streams[0].labels, r#"{job="vigil", level="error", node="n1", source="ebpf"}"#);
+        let e = &theirs.streams[0].entries[0];
+        assert_eq!(e.line, "line one");
+        let ts = e.timestamp.as_ref().unwrap();
+        assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_456_789));
+    }
+}

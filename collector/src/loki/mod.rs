@@ -1,0 +1,98 @@
+//! Loki shipping: which records become log lines (`entries`), how they are encoded
+//! (`encode`, `proto`) and how they are delivered (`sink`).
+//!
+//! Streams: `{job="vigil", node, source, level}` with source ∈ ebpf | nginx_error |
+//! nginx_access | alert; everything else is structured metadata. ebpf lines are logfmt;
+//! nginx lines are the raw log line.
+pub mod encode;
+pub mod proto;
+pub mod sink;
+
+use vigil_wire::{Batch, ConnectResult};
+
+pub use encode::LogEntry;
+pub use sink::{LokiAuth, LokiConfig, LokiSink};
+
+/// The log lines a batch yields: failed or abnormal connections (healthy ones are in the
+/// metrics), and every nginx log line, parsed or not.
+pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    for c in &batch.connections {
+        let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error).label();
+        if result == "ok" && !c.silent_close && !c.reset {
+            continue;
+        }
+        let mut line = format!(
+            "connect result={result} src={} dst={} comm={} pid={} connect_ms={:.3} syn_retransmits={}",
+            c.src, c.dst, c.comm, c.pid, c.connect_us as f64 / 1000.0, c.syn_retransmits
+        );
+        if c.errno != 0 {
+            line += &format!(" errno={}", c.errno);
+        }
+        if c.silent_close {
+            line += " silent_close=true";
+        }
+        if c.reset {
+            line += " reset=true";
+        }
+        out.push(LogEntry {
+            unix_ns: c.unix_ns,
+            node: batch.node.clone(),
+            source: "ebpf",
+            level: if result == "ok" { "warn" } else { "error" },
+            line,
+            metadata: vec![("upstream", c.dst.clone()), ("result", result.to_owned())],
+        });
+    }
+    for e in &batch.nginx_errors {
+        let mut metadata = vec![("upstream", e.upstream.clone()), ("upstream_error", e.upstream_error.clone())];
+        if e.errno != 0 {
+            metadata.push(("errno", e.errno.to_string()));
+        }
+        if !e.parsed {
+            metadata.push(("parsed", "false".into()));
+        }
+        if e.truncated {
+            metadata.push(("truncated", "true".into()));
+        }
+        out.push(LogEntry {
+            unix_ns: e.unix_ns,
+            node: batch.node.clone(),
+            source: "nginx_error",
+            level: level(&e.level),
+            line: e.line.clone(),
+            metadata,
+        });
+    }
+    for a in &batch.nginx_access {
+        let mut metadata = vec![("upstream", a.upstream_addr.clone())];
+        if a.parsed {
+            metadata.push(("status", a.status.to_string()));
+        } else {
+            metadata.push(("parsed", "false".into()));
+        }
+        if a.truncated {
+            metadata.push(("truncated", "true".into()));
+        }
+        out.push(LogEntry {
+            unix_ns: a.unix_ns,
+            node: batch.node.clone(),
+            source: "nginx_access",
+            level: "info",
+            line: a.line.clone(),
+            metadata,
+        });
+    }
+    out
+}
+
+/// nginx levels mapped to the few Loki `level` values we use (keeps stream count low).
+fn level(nginx: &str) -> &'static str {
+    match nginx {
+        "emerg" | "alert" | "crit" | "error" => "error",
+        "warn" => "warn",
+        "notice" | "info" => "info",
+        "debug" => "debug",
+        _ => "unknown",
+    }
+}

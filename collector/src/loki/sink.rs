@@ -1,0 +1,247 @@
+//! Ships log entries to Loki from a thread of its own: batches by bytes and age, retries
+//! 429/5xx/connection errors with backoff, and never loses a batch to one bad entry — a 400
+//! caused by structured metadata folds it into the line (and remembers this Loki refuses
+//! it), any other 400 splits the batch until the bad entry stands alone; that one is dropped,
+//! counted and logged.
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use metrics::{counter, gauge};
+use tracing::{info, warn};
+
+use super::encode::{encode_push, LogEntry};
+
+#[derive(Debug, Clone)]
+pub enum LokiAuth {
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct LokiConfig {
+    /// Base URL; pushes go to `{url}/loki/api/v1/push`.
+    pub url: String,
+    pub tenant: Option<String>,
+    pub auth: Option<LokiAuth>,
+    pub batch_bytes: usize,
+    pub batch_age: Duration,
+    /// Entries waiting beyond this are dropped oldest first (and counted).
+    pub queue_limit: usize,
+}
+
+struct Queue {
+    entries: Mutex<VecDeque<LogEntry>>,
+    wake: Condvar,
+}
+
+#[derive(Clone)]
+pub struct LokiSink {
+    queue: Arc<Queue>,
+    limit: usize,
+}
+
+enum Push {
+    Sent,
+    Retry(String),
+    BadRequest(String),
+    Refused(u16, String),
+}
+
+impl LokiSink {
+    pub fn start(config: LokiConfig) -> LokiSink {
+        let queue = Arc::new(Queue { entries: Mutex::new(VecDeque::new()), wake: Condvar::new() });
+        let sink = LokiSink { queue: queue.clone(), limit: config.queue_limit };
+        std::thread::Builder::new()
+            .name("vigil-loki".into())
+            .spawn(move || Shipper::new(config).run(&queue))
+            .expect("spawn loki thread");
+        sink
+    }
+
+    pub fn enqueue(&self, entries: Vec<LogEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut q = self.queue.entries.lock().expect("loki queue lock");
+        q.extend(entries);
+        let over = q.len().saturating_sub(self.limit);
+        if over > 0 {
+            q.drain(..over);
+            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full").increment(over as u64);
+        }
+        gauge!("vigil_loki_queue_lines").set(q.len() as f64);
+        drop(q);
+        self.queue.wake.notify_one();
+    }
+}
+
+struct Shipper {
+    config: LokiConfig,
+    http: ureq::Agent,
+    push_url: String,
+    /// Cleared when this Loki refuses structured metadata (before Loki 3 / schema v13).
+    metadata_ok: bool,
+    attempt: u32,
+}
+
+impl Shipper {
+    fn new(config: LokiConfig) -> Self {
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let push_url = format!("{}/loki/api/v1/push", config.url);
+        Shipper { config, http, push_url, metadata_ok: true, attempt: 0 }
+    }
+
+    fn run(mut self, queue: &Queue) {
+        loop {
+            let batch = self.next_batch(queue);
+            self.deliver(batch);
+        }
+    }
+
+    /// Waits for entries, then gathers up to `batch_bytes` or until the oldest is `batch_age` old.
+    fn next_batch(&self, queue: &Queue) -> Vec<LogEntry> {
+        let mut q = queue.entries.lock().expect("loki queue lock");
+        while q.is_empty() {
+            q = queue.wake.wait(q).expect("loki queue lock");
+        }
+        let opened = Instant::now();
+        loop {
+            let bytes: usize = q.iter().map(LogEntry::size).sum();
+            let age = opened.elapsed();
+            if bytes >= self.config.batch_bytes || age >= self.config.batch_age {
+                break;
+            }
+            q = queue.wake.wait_timeout(q, self.config.batch_age - age).expect("loki queue lock").0;
+        }
+        let mut size = 0;
+        let mut take = 0;
+        for e in q.iter() {
+            size += e.size();
+            take += 1;
+            if size >= self.config.batch_bytes {
+                break;
+            }
+        }
+        let batch: Vec<LogEntry> = q.drain(..take).collect();
+        gauge!("vigil_loki_queue_lines").set(q.len() as f64);
+        batch
+    }
+
+    /// Sends until Loki has it, or what it refuses is dropped and counted.
+    fn deliver(&mut self, batch: Vec<LogEntry>) {
+        let mut pending = vec![batch];
+        while let Some(entries) = pending.pop() {
+            match self.push(&entries) {
+                Push::Sent => {
+                    counter!("vigil_loki_lines_sent_total").increment(entries.len() as u64);
+                    if self.attempt > 0 {
+                        info!("Loki reachable again");
+                    }
+                    self.attempt = 0;
+                }
+                Push::Retry(reason) => {
+                    counter!("vigil_loki_lines_retried_total").increment(entries.len() as u64);
+                    if self.attempt == 0 {
+                        warn!(%reason, "Loki push failed; retrying with backoff");
+                    }
+                    std::thread::sleep(self.backoff());
+                    pending.push(entries);
+                }
+                Push::BadRequest(message) if self.metadata_ok && message.contains("structured metadata") => {
+                    warn!("Loki refuses structured metadata; folding it into the log line from now on");
+                    self.metadata_ok = false;
+                    pending.push(entries);
+                }
+                Push::BadRequest(message) if entries.len() > 1 => {
+                    // Find the bad entry without losing the good ones.
+                    let mut left = entries;
+                    let right = left.split_off(left.len() / 2);
+                    warn!(%message, "Loki rejected a batch; splitting it to isolate the bad entry");
+                    pending.push(right);
+                    pending.push(left);
+                }
+                Push::BadRequest(message) => {
+                    counter!("vigil_loki_lines_failed_total", "reason" => "rejected").increment(1);
+                    warn!(%message, line = %entries[0].line.chars().take(200).collect::<String>(), "Loki rejected a log line; dropped");
+                }
+                Push::Refused(status, message) => {
+                    counter!("vigil_loki_lines_failed_total", "reason" => status.to_string()).increment(entries.len() as u64);
+                    warn!(status, %message, lines = entries.len(), "Loki refused the batch (check URL, tenant and credentials); dropped");
+                }
+            }
+        }
+    }
+
+    fn backoff(&mut self) -> Duration {
+        let ceiling = (Duration::from_millis(200) * 2u32.saturating_pow(self.attempt.min(10))).min(Duration::from_secs(30));
+        self.attempt += 1;
+        let jitter = u64::from(std::process::id().wrapping_mul(self.attempt.wrapping_mul(2_654_435_761)) % 1000);
+        ceiling / 2 + ceiling.mul_f64(jitter as f64 / 2000.0)
+    }
+
+    fn push(&self, entries: &[LogEntry]) -> Push {
+        let body = encode_push(entries, self.metadata_ok);
+        let mut request = self
+            .http
+            .post(&self.push_url)
+            .header("Content-Type", "application/x-protobuf");
+        if let Some(tenant) = &self.config.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        match &self.config.auth {
+            Some(LokiAuth::Bearer(token)) => request = request.header("Authorization", &format!("Bearer {token}")),
+            Some(LokiAuth::Basic { user, password }) => {
+                request = request.header("Authorization", &format!("Basic {}", base64(&format!("{user}:{password}"))))
+            }
+            None => {}
+        }
+        match request.send(&body[..]) {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let message = response.body_mut().read_to_string().unwrap_or_default();
+                match status {
+                    200..=299 => Push::Sent,
+                    429 | 500..=599 => Push::Retry(format!("{status} {}", message.trim())),
+                    400 => Push::BadRequest(message.trim().to_owned()),
+                    _ => Push::Refused(status, message.trim().to_owned()),
+                }
+            }
+            Err(e) => Push::Retry(e.to_string()),
+        }
+    }
+}
+
+/// Standard base64 for the basic-auth header.
+fn base64(input: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.as_bytes().chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(super::base64("a"), "YQ==");
+        assert_eq!(super::base64("ab"), "YWI=");
+    }
+}
