@@ -175,3 +175,57 @@ fn collector_restart_under_load_counts_every_connect_once() {
     assert_eq!(counted_by_first + counted_by_second, requests as f64, "first {counted_by_first} + second {counted_by_second}");
     agent.stop();
 }
+
+#[test]
+fn agent_spools_while_the_collector_is_away_and_delivers_later() {
+    let closed = free_port();
+    let nginx = Nginx::start("spool", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let port = free_port();
+    let state = scratch_dir("spool-agent");
+    // Nothing listens on the collector port yet.
+    let agent = AgentRun::start(&format!("http://127.0.0.1:{port}"), &[closed], &state, &[]);
+    for _ in 0..20 {
+        assert_eq!(http_get(nginx.port, "/"), 502);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let c = Collector::start_on("spool", port, "");
+    let labels = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".into())];
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while c.value("vigil_upstream_connects_total", &labels) < 20.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.value("vigil_upstream_connects_total", &labels), 20.0);
+    // Later batches carry the agent's health, retries included.
+    while c.value("vigil_agent_batches_retried_total", &[]) == 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c.value("vigil_agent_batches_retried_total", &[]) > 0.0, "the agent reports its retries:\n{}", c.metrics());
+    agent.stop();
+}
+
+#[test]
+fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() {
+    let closed = free_port();
+    let nginx = Nginx::start("persist", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let port = free_port();
+    let state = scratch_dir("persist-agent");
+    let agent = AgentRun::start(&format!("http://127.0.0.1:{port}"), &[closed], &state, &[]);
+    for _ in 0..5 {
+        assert_eq!(http_get(nginx.port, "/"), 502);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    agent.stop();
+    let spooled = std::fs::read_dir(state.join("spool")).unwrap().count();
+    assert!(spooled > 0, "undelivered batches are on disk");
+    let c = Collector::start_on("persist", port, "");
+    let again = AgentRun::start(&c.url(), &[closed], &state, &[]);
+    let labels = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".into())];
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.value("vigil_upstream_connects_total", &labels) < 5.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.value("vigil_upstream_connects_total", &labels), 5.0);
+    again.stop();
+}

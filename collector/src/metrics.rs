@@ -46,6 +46,8 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_agents_seen", Unit::Count, "Agents that reported health since the collector started."),
     ("vigil_agent_events_lost_total", Unit::Count, "Probe events an agent lost (ring buffer full)."),
     ("vigil_agent_spool_dropped_batches_total", Unit::Count, "Batches an agent dropped at its spool bound."),
+    ("vigil_agent_batches_sent_total", Unit::Count, "Batches an agent delivered."),
+    ("vigil_agent_batches_retried_total", Unit::Count, "Delivery attempts an agent retried (collector away, 429, 5xx)."),
     ("vigil_agent_spool_bytes", Unit::Bytes, "Bytes waiting in an agent's spool."),
     ("vigil_agent_capabilities_missing", Unit::Count, "Kernel capabilities an agent could not attach."),
     ("vigil_loki_lines_sent_total", Unit::Count, "Log lines Loki accepted."),
@@ -221,6 +223,10 @@ impl Recorder {
         counter!("vigil_agent_events_lost_total", &n()).increment(lost);
         let dropped = self.agent_counters.delta(agent, "spool_dropped", h.spool_dropped_batches);
         counter!("vigil_agent_spool_dropped_batches_total", &n()).increment(dropped);
+        let sent = self.agent_counters.delta(agent, "batches_sent", h.batches_sent);
+        counter!("vigil_agent_batches_sent_total", &n()).increment(sent);
+        let retried = self.agent_counters.delta(agent, "batches_retried", h.batches_retried);
+        counter!("vigil_agent_batches_retried_total", &n()).increment(retried);
         gauge!("vigil_agent_spool_bytes", &n()).set(h.spool_bytes as f64);
         gauge!("vigil_agent_capabilities_missing", &n()).set(h.capabilities_missing.len() as f64);
         gauge!("vigil_agents_seen").set(self.agent_counters.agents() as f64);
