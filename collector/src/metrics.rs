@@ -149,28 +149,60 @@ impl Recorder {
         }
     }
 
+    /// Groups a batch's connections by (client, upstream) first, so label capping and the
+    /// registry lookups happen once per series, not once per connection.
     fn connections(&self, node: &str, batch: &Batch) {
+        #[derive(Default)]
+        struct Group {
+            results: [u64; 7],
+            connect_seconds: Vec<f64>,
+            first_byte_seconds: Vec<f64>,
+            silent_closes: u64,
+            resets: u64,
+            syn_retransmits: u64,
+        }
+        let mut groups: HashMap<(&str, &str), Group> = HashMap::new();
         for c in &batch.connections {
-            let client = self.caps.value("upstream", "client", &c.comm);
-            let upstream = self.caps.value("upstream", "upstream", &c.dst);
-            let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error).label();
-            let labels = [("node", node.to_owned()), ("client", client), ("upstream", upstream)];
-            let mut with_result = labels.to_vec();
-            with_result.push(("result", result.to_owned()));
-            counter!("vigil_upstream_connects_total", &with_result).increment(1);
-            if result == "ok" {
-                histogram!("vigil_upstream_connect_duration_seconds", &labels).record(c.connect_us as f64 / 1e6);
+            let g = groups.entry((c.comm.as_str(), c.dst.as_str())).or_default();
+            let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error);
+            g.results[result as usize] += 1;
+            if result == ConnectResult::Ok {
+                g.connect_seconds.push(c.connect_us as f64 / 1e6);
             }
             if let Some(us) = c.first_byte_us {
-                histogram!("vigil_upstream_first_byte_seconds", &labels).record(us as f64 / 1e6);
+                g.first_byte_seconds.push(us as f64 / 1e6);
             }
-            if c.silent_close {
-                counter!("vigil_upstream_silent_closes_total", &labels).increment(1);
+            g.silent_closes += u64::from(c.silent_close);
+            g.resets += u64::from(c.reset);
+            g.syn_retransmits += u64::from(c.syn_retransmits);
+        }
+        for ((comm, dst), g) in groups {
+            let labels = [
+                ("node", node.to_owned()),
+                ("client", self.caps.value("upstream", "client", comm)),
+                ("upstream", self.caps.value("upstream", "upstream", dst)),
+            ];
+            for (index, &n) in g.results.iter().enumerate().filter(|(_, n)| **n > 0) {
+                let result = ConnectResult::try_from(index as i32).unwrap_or(ConnectResult::Error).label();
+                let mut with_result = labels.to_vec();
+                with_result.push(("result", result.to_owned()));
+                counter!("vigil_upstream_connects_total", &with_result).increment(n);
             }
-            if c.reset {
-                counter!("vigil_upstream_resets_total", &labels).increment(1);
+            if !g.connect_seconds.is_empty() {
+                let connect = histogram!("vigil_upstream_connect_duration_seconds", &labels);
+                g.connect_seconds.into_iter().for_each(|v| connect.record(v));
             }
-            counter!("vigil_upstream_syn_retransmits_total", &labels).increment(u64::from(c.syn_retransmits));
+            if !g.first_byte_seconds.is_empty() {
+                let first_byte = histogram!("vigil_upstream_first_byte_seconds", &labels);
+                g.first_byte_seconds.into_iter().for_each(|v| first_byte.record(v));
+            }
+            if g.silent_closes > 0 {
+                counter!("vigil_upstream_silent_closes_total", &labels).increment(g.silent_closes);
+            }
+            if g.resets > 0 {
+                counter!("vigil_upstream_resets_total", &labels).increment(g.resets);
+            }
+            counter!("vigil_upstream_syn_retransmits_total", &labels).increment(g.syn_retransmits);
         }
     }
 

@@ -20,6 +20,10 @@ const WARMUP: usize = 300;
 const PACED_RATE: u64 = 10_000;
 const PACED_SECS: u64 = 5;
 
+pub fn collector() -> anyhow::Result<()> {
+    crate::tasks::cmd("cargo").args(["bench", "-p", "vigil-collector", "--bench", "collector"]).run()
+}
+
 pub fn probes() -> anyhow::Result<()> {
     require_root()?;
     crate::setup::run()?;

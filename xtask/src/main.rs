@@ -30,7 +30,8 @@ enum Command {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// Benchmarks; `probes` measures connect() latency with and without the probes.
+    /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU),
+    /// `collector` (ingest events/s and Loki encode lines/s per core).
     Bench {
         #[arg(default_value = "probes")]
         which: String,
@@ -45,7 +46,8 @@ fn main() -> anyhow::Result<()> {
         Command::Test { filter } => tasks::test(filter.as_deref()),
         Command::Bench { which } => match which.as_str() {
             "probes" => bench::probes(),
-            other => anyhow::bail!("unknown benchmark `{other}` (available: probes)"),
+            "collector" => bench::collector(),
+            other => anyhow::bail!("unknown benchmark `{other}` (available: probes, collector)"),
         },
     }
 }
