@@ -143,3 +143,32 @@ fn one_bad_line_does_not_sink_its_batch() {
     assert!(loki.lines(&[]).iter().all(|l| l.line.len() < 1000));
     assert_eq!(c.value("vigil_loki_lines_sent_total", &[]), 9.0);
 }
+
+/// The stand-in is only useful if it is as strict as Loki: check its refusals directly.
+#[test]
+fn the_loki_stand_in_refuses_what_loki_refuses() {
+    let loki = LokiServer::start();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let push = |stream: &str, ts: i64, line: &str| {
+        let body = format!(r#"{{"streams":[{{"stream":{stream},"values":[["{ts}","{line}"]]}}]}}"#);
+        http::request("POST", loki.port, "/loki/api/v1/push", &[("Content-Type", "application/json")], body.as_bytes()).unwrap()
+    };
+    assert_eq!(push(r#"{"job":"a","node":"n"}"#, now, "fine").status, 204);
+    assert_eq!(push(r#"{"job":"a","2bad":"n"}"#, now, "x").status, 400, "label name syntax");
+    assert_eq!(push(r#"{"job":"a"}"#, now - 8 * 24 * 3600 * 1_000_000_000, "x").status, 400, "too old");
+    assert_eq!(push(r#"{"job":"a"}"#, now + 3600 * 1_000_000_000, "x").status, 400, "too far in the future");
+    loki.state.lock().unwrap().max_line_bytes = 10;
+    assert_eq!(push(r#"{"job":"a"}"#, now, "a line longer than ten bytes").status, 400);
+    let with_meta = format!(r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{now}","m",{{"trace_id":"1"}}]]}}]}}"#);
+    loki.state.lock().unwrap().allow_structured_metadata = false;
+    let r = http::request("POST", loki.port, "/loki/api/v1/push", &[("Content-Type", "application/json")], with_meta.as_bytes()).unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("structured metadata"));
+    // Unsorted or duplicate labels in a protobuf push are refused too.
+    let unsorted = LokiServer::raw_protobuf_push(&loki, r#"{node="n", job="a"}"#, now);
+    assert_eq!(unsorted.status, 400);
+    assert_eq!(loki.lines(&[("job", "a")]).len(), 1, "only the valid push was stored");
+    let q = http::encode(r#"{job="a"} |= "fine""#);
+    let r = http::get(loki.port, &format!("/loki/api/v1/query_range?query={q}")).unwrap();
+    assert!(r.body.contains(r#""fine""#), "{}", r.body);
+}

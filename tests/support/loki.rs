@@ -104,6 +104,22 @@ impl LokiServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A one-entry protobuf push with a hand-written label string (for validation tests).
+    pub fn raw_protobuf_push(&self, labels: &str, ts_ns: i64) -> crate::http::Response {
+        let req = proto::PushRequest {
+            streams: vec![proto::Stream {
+                labels: labels.to_owned(),
+                entries: vec![proto::Entry {
+                    timestamp: Some(proto::Timestamp { seconds: ts_ns / 1_000_000_000, nanos: (ts_ns % 1_000_000_000) as i32 }),
+                    line: "raw".into(),
+                    structured_metadata: vec![],
+                }],
+            }],
+        };
+        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+        crate::http::request("POST", self.port, "/loki/api/v1/push", &[("Content-Type", "application/x-protobuf")], &body).unwrap()
+    }
+
     /// Every stored line whose stream has all of `selector`'s labels.
     pub fn lines(&self, selector: &[(&str, &str)]) -> Vec<Stored> {
         let state = self.state.lock().unwrap();
