@@ -172,3 +172,28 @@ fn the_loki_stand_in_refuses_what_loki_refuses() {
     let r = http::get(loki.port, &format!("/loki/api/v1/query_range?query={q}")).unwrap();
     assert!(r.body.contains(r#""fine""#), "{}", r.body);
 }
+
+#[test]
+fn lines_spill_to_disk_while_loki_is_down_and_all_arrive_later() {
+    let port = free_port();
+    let spool = scratch_dir("loki-spool");
+    let c = Collector::start(
+        "loki-spill",
+        &format!("loki_url = \"http://127.0.0.1:{port}\"\n[loki]\nbatch_age_ms = 200\nqueue_limit = 100\nspool_dir = \"{}\"\n", spool.display()),
+    );
+    for (seq, first) in (1..=4).zip((0..).step_by(2500)) {
+        post(&c, &access_batch(seq, first, 2500));
+    }
+    wait_until("batches on disk", || std::fs::read_dir(&spool).unwrap().count() > 0);
+    assert!(c.value("vigil_loki_spool_bytes", &[]) > 0.0);
+    let loki = LokiServer::start_on(port);
+    wait_until("10000 lines", || loki.lines(&[("source", "nginx_access")]).len() >= 10_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = loki.lines(&[("source", "nginx_access")]);
+    let mut ids: Vec<&str> = lines.iter().map(|l| l.line.split_whitespace().nth(4).unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((lines.len(), ids.len()), (10_000, 10_000), "each line exactly once");
+    assert_eq!(c.value("vigil_loki_lines_dropped_total", &[]), 0.0);
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "spool emptied");
+}

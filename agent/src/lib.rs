@@ -19,7 +19,6 @@ pub mod procs;
 pub mod trace;
 pub mod tracker;
 pub mod ship;
-pub mod spool;
 pub mod upstreams;
 pub mod watch;
 #[cfg(test)]

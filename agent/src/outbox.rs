@@ -7,7 +7,7 @@ use vigil_wire as wire;
 use crate::{
     nginx_view::{upstream_error_name, LogEvent},
     owners::ProcessIdentity,
-    tracker::{ConnectOutcome, ConnectionRecord},
+    tracker::ConnectionRecord,
     upstreams::{ProcessExitInfo, UpstreamState},
     watch::{Role, RoledSample},
 };
@@ -73,14 +73,7 @@ impl Outbox {
 }
 
 pub fn connection(r: &ConnectionRecord) -> wire::ConnectionOutcome {
-    let result = match r.result {
-        ConnectOutcome::Ok => wire::ConnectResult::Ok,
-        ConnectOutcome::Refused => wire::ConnectResult::Refused,
-        ConnectOutcome::Timeout => wire::ConnectResult::Timeout,
-        ConnectOutcome::Reset => wire::ConnectResult::Reset,
-        ConnectOutcome::Unreachable => wire::ConnectResult::Unreachable,
-        ConnectOutcome::Error => wire::ConnectResult::Error,
-    };
+    let result = wire::ConnectResult::from(r.result);
     let us = |ms: f64| (ms * 1000.0).round() as u64;
     wire::ConnectionOutcome {
         unix_ns: r.unix_ns as i64,

@@ -8,13 +8,14 @@ use std::{
 use anyhow::Context;
 use tracing::{info, warn};
 
+use vigil_wire::spool::{Spool, Spooled};
+
 use crate::{
     clock::{rfc3339, unix_now_ns},
     nginx_view::NginxView,
     outbox::{self, Outbox},
     probes::Probes,
     ship::Shipper,
-    spool::{Spool, Spooled},
     trace::{shutdown_signal, POLL_INTERVAL},
     watch::NodeWatcher,
 };

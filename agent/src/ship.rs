@@ -12,7 +12,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use crate::spool::{Spool, Spooled};
+use vigil_wire::spool::{Spool, Spooled};
 
 #[derive(Default)]
 pub struct ShipStats {
@@ -75,7 +75,8 @@ impl Shipper {
     }
 
     pub fn enqueue(&self, batch: Spooled) {
-        self.shared.spool.lock().expect("spool lock").push(batch);
+        // Drops are counted by the spool and reported once per interval by the caller.
+        let _ = self.shared.spool.lock().expect("spool lock").push(batch);
         self.shared.wake.notify_one();
     }
 
@@ -100,7 +101,7 @@ impl Shipper {
         if !spool.is_empty() {
             info!(batches = spool.len(), "collector unreachable at shutdown; batches kept in the spool");
         }
-        spool.persist();
+        let _ = spool.persist();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Helpers for unit tests.
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -18,10 +18,6 @@ impl TempDir {
         let path = std::env::temp_dir().join(unique);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
     }
 }
 

@@ -21,13 +21,19 @@ pub enum ConnectOutcome {
 
 impl ConnectOutcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Refused => "refused",
-            Self::Timeout => "timeout",
-            Self::Reset => "reset",
-            Self::Unreachable => "unreachable",
-            Self::Error => "error",
+        vigil_wire::ConnectResult::from(self).label()
+    }
+}
+
+impl From<ConnectOutcome> for vigil_wire::ConnectResult {
+    fn from(o: ConnectOutcome) -> Self {
+        match o {
+            ConnectOutcome::Ok => Self::Ok,
+            ConnectOutcome::Refused => Self::Refused,
+            ConnectOutcome::Timeout => Self::Timeout,
+            ConnectOutcome::Reset => Self::Reset,
+            ConnectOutcome::Unreachable => Self::Unreachable,
+            ConnectOutcome::Error => Self::Error,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct LokiFileConfig {
     pub batch_bytes: Option<usize>,
     pub batch_age_ms: Option<u64>,
     pub queue_limit: Option<usize>,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_disk_bytes: Option<u64>,
 }
 
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
@@ -135,6 +137,8 @@ fn loki_config(url: String, f: LokiFileConfig) -> Result<crate::loki::LokiConfig
         batch_bytes: f.batch_bytes.unwrap_or(1 << 20),
         batch_age: std::time::Duration::from_millis(f.batch_age_ms.unwrap_or(1000)),
         queue_limit: f.queue_limit.unwrap_or(200_000),
+        spool_dir: f.spool_dir,
+        spool_disk_bytes: f.spool_disk_bytes.unwrap_or(512 << 20),
     })
 }
 

@@ -72,7 +72,7 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         recorder: metrics::Recorder::new(config.label_value_limit),
         dedup: ingest::Dedup::default(),
         prometheus,
-        loki: config.loki.clone().map(loki::LokiSink::start),
+        loki: config.loki.clone().map(loki::LokiSink::start).transpose().context("Loki spool directory")?,
         draining: AtomicBool::new(false),
         config,
     });

@@ -54,7 +54,8 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_loki_lines_retried_total", Unit::Count, "Log lines in pushes retried after 429, 5xx or a connection error."),
     ("vigil_loki_lines_failed_total", Unit::Count, "Log lines dropped: rejected alone by Loki (400) or refused by status."),
     ("vigil_loki_lines_dropped_total", Unit::Count, "Log lines dropped because the Loki queue was full."),
-    ("vigil_loki_queue_lines", Unit::Count, "Log lines waiting for Loki."),
+    ("vigil_loki_queue_lines", Unit::Count, "Log lines waiting for Loki in memory."),
+    ("vigil_loki_spool_bytes", Unit::Bytes, "Log lines waiting for Loki on disk (encoded)."),
     ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),
 ];
 

@@ -21,31 +21,20 @@ impl Trace {
 
     pub fn start_with_env(ports: &[u16], env: &[(&str, &str)]) -> Trace {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        let mut child = Command::new(bin("vigil-agent"))
-            .envs(env.iter().copied())
-            .args(["trace", "--ports", &ports.join(",")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vigil-agent trace");
+        let mut child = spawn_ready(
+            Command::new(bin("vigil-agent"))
+                .envs(env.iter().copied())
+                .args(["trace", "--ports", &ports.join(",")])
+                .stdout(Stdio::piped()),
+            "vigil-agent trace: ready",
+        );
         let mut stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut out = String::new();
             let _ = stdout.read_to_string(&mut out);
             out
         });
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        while let Some(Ok(line)) = lines.next() {
-            if line.contains("vigil-agent trace: ready") {
-                // Keep draining stderr (to ours) so the agent never blocks on a full pipe.
-                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
-                return Trace { child, stdout: Some(reader) };
-            }
-            seen.push(line);
-        }
-        let _ = child.wait();
-        panic!("vigil-agent trace exited before ready:\n{}", seen.join("\n"));
+        Trace { child, stdout: Some(reader) }
     }
 
     /// SIGTERM, then every JSON record printed.
@@ -67,6 +56,23 @@ impl Drop for Trace {
     }
 }
 
+/// Spawns `cmd` with stderr piped, returns once the agent prints `marker` on stderr (the
+/// probes are live); the rest of its stderr is forwarded to ours.
+fn spawn_ready(cmd: &mut Command, marker: &str) -> Child {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start vigil-agent");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains(marker) {
+            std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
+            return child;
+        }
+        seen.push(line);
+    }
+    let _ = child.wait();
+    panic!("vigil-agent exited before `{marker}`:\n{}", seen.join("\n"));
+}
+
 /// `vigil-agent inspect ARGS` run to completion; its JSON lines.
 pub fn inspect(args: &[&str]) -> Vec<Value> {
     inspect_with_env(args, &[])
@@ -83,22 +89,10 @@ pub struct Inspect(Child);
 
 impl Inspect {
     pub fn watch(args: &[&str]) -> Inspect {
-        let mut child = Command::new(bin("vigil-agent"))
-            .args(["inspect", "--watch"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        while let Some(Ok(line)) = lines.next() {
-            if line.contains("vigil-agent inspect: ready") {
-                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
-                return Inspect(child);
-            }
-        }
-        let _ = child.wait();
-        panic!("vigil-agent inspect exited before ready");
+        Inspect(spawn_ready(
+            Command::new(bin("vigil-agent")).args(["inspect", "--watch"]).args(args).stdout(Stdio::piped()),
+            "vigil-agent inspect: ready",
+        ))
     }
 
     pub fn finish(self) -> Vec<Value> {
@@ -120,25 +114,15 @@ pub struct AgentRun(Child);
 impl AgentRun {
     pub fn start(collector: &str, ports: &[u16], state_dir: &std::path::Path, extra: &[&str]) -> AgentRun {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        let mut child = Command::new(bin("vigil-agent"))
-            .args(["run", "--collector", collector, "--ports", &ports.join(","), "--node", "test-node", "--interval", "500ms"])
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        while let Some(Ok(line)) = lines.next() {
-            if line.contains("vigil-agent run: ready") {
-                std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
-                return AgentRun(child);
-            }
-            eprintln!("agent: {line}");
-        }
-        let _ = child.wait();
-        panic!("vigil-agent run exited before ready");
+        AgentRun(spawn_ready(
+            Command::new(bin("vigil-agent"))
+                .args(["run", "--collector", collector, "--ports", &ports.join(","), "--node", "test-node", "--interval", "500ms"])
+                .arg("--state-dir")
+                .arg(state_dir)
+                .args(extra)
+                .stdout(Stdio::null()),
+            "vigil-agent run: ready",
+        ))
     }
 
     /// SIGTERM and wait: the agent delivers or spools what it has.

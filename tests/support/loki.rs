@@ -76,12 +76,19 @@ pub struct LokiServer {
 }
 
 type Labels = BTreeMap<String, String>;
+/// A push's streams as sent (label text) and as validated (parsed labels).
+type RawStreams = Vec<(String, Vec<Stored>)>;
+type PushError = (u16, String);
 const MAX_AGE_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
 const FUTURE_GRACE_NS: i64 = 10 * 60 * 1_000_000_000;
 
 impl LokiServer {
     pub fn start() -> LokiServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> LokiServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(LokiState {
             streams: BTreeMap::new(),
@@ -189,7 +196,7 @@ fn push(state: &Mutex<LokiState>, headers: &BTreeMap<String, String>, body: &[u8
     (status, text)
 }
 
-fn decode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<Vec<(String, Vec<Stored>)>, (u16, String)> {
+fn decode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<RawStreams, PushError> {
     let bad = |m: String| (400u16, m);
     let content_type = headers.get("content-type").map(String::as_str).unwrap_or("");
     if content_type.starts_with("application/json") {
@@ -227,7 +234,7 @@ fn decode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<Vec<(String
 }
 
 /// Loki's per-batch validation: any invalid stream or entry rejects the whole push.
-fn validate(s: &LokiState, streams: Vec<(String, Vec<Stored>)>) -> Result<Vec<(Labels, Vec<Stored>)>, (u16, String)> {
+fn validate(s: &LokiState, streams: RawStreams) -> Result<Vec<(Labels, Vec<Stored>)>, PushError> {
     let mut out = Vec::new();
     let now = now_ns();
     for (text, entries) in streams {

@@ -8,6 +8,7 @@
 //! Messages are declared with prost's derive (no protoc at build time); field tags are the
 //! compatibility contract: never reuse or renumber one.
 mod messages;
+pub mod spool;
 
 pub use messages::*;
 use prost::Message;

@@ -101,6 +101,53 @@ pub fn encode_push(entries: &[LogEntry], with_metadata: bool) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&raw).expect("snappy compresses any input")
 }
 
+/// Inverse of [`encode_push`] (with metadata) for batches the collector spooled to disk.
+pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body).ok()?;
+    let req = PushRequest::decode(raw.as_slice()).ok()?;
+    let mut out = Vec::new();
+    for s in req.streams {
+        let label = |name: &str| {
+            let start = s.labels.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = start + s.labels[start..].find('"')?;
+            Some(s.labels[start..end].to_owned())
+        };
+        let source = match label("source")?.as_str() {
+            "ebpf" => "ebpf",
+            "nginx_error" => "nginx_error",
+            "nginx_access" => "nginx_access",
+            _ => "alert",
+        };
+        let level = match label("level")?.as_str() {
+            "error" => "error",
+            "warn" => "warn",
+            "info" => "info",
+            "debug" => "debug",
+            _ => "unknown",
+        };
+        let node = label("node")?;
+        for e in s.entries {
+            let ts = e.timestamp.unwrap_or_default();
+            out.push(LogEntry {
+                unix_ns: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
+                node: node.clone(),
+                source,
+                level,
+                line: e.line,
+                metadata: e.structured_metadata.into_iter().filter_map(|p| Some((metadata_name(&p.name)?, p.value))).collect(),
+            });
+        }
+    }
+    Some(out)
+}
+
+/// Metadata names are a fixed vocabulary; map a decoded one back to it.
+fn metadata_name(name: &str) -> Option<&'static str> {
+    ["upstream", "result", "upstream_error", "errno", "parsed", "truncated", "status", "alertname"]
+        .into_iter()
+        .find(|n| *n == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +180,14 @@ mod tests {
         assert!(e.structured_metadata.is_empty());
         assert_eq!(e.line, "refused upstream=127.0.0.1:8084 errno=111");
         assert_eq!(fold_metadata("x", &[("msg", "a \"b\"".into())]), r#"x msg="a \"b\"""#);
+    }
+
+    #[test]
+    fn spooled_batches_decode_back() {
+        let entries = vec![entry(2, "ebpf", "b"), entry(1, "nginx_error", "a")];
+        let mut back = decode_spooled(&encode_push(&entries, true)).unwrap();
+        back.sort_by_key(|e| e.unix_ns);
+        assert_eq!(back, vec![entries[1].clone(), entries[0].clone()]);
     }
 
     #[test]

@@ -11,6 +11,17 @@ pub mod sink;
 use vigil_wire::{Batch, ConnectResult};
 
 pub use encode::LogEntry;
+
+/// Spool file ids: ordered across restarts (time-based start), unique within a run.
+pub fn next_spool_id() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+    });
+    start * 1_000_000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
+}
 pub use sink::{LokiAuth, LokiConfig, LokiSink};
 
 /// The log lines a batch yields: failed or abnormal connections (healthy ones are in the

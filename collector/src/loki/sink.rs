@@ -12,7 +12,9 @@ use std::{
 use metrics::{counter, gauge};
 use tracing::{info, warn};
 
-use super::encode::{encode_push, LogEntry};
+use vigil_wire::spool::{Spool, SpoolError, Spooled};
+
+use super::encode::{decode_spooled, encode_push, LogEntry};
 
 #[derive(Debug, Clone)]
 pub enum LokiAuth {
@@ -28,14 +30,23 @@ pub struct LokiConfig {
     pub auth: Option<LokiAuth>,
     pub batch_bytes: usize,
     pub batch_age: Duration,
-    /// Entries waiting beyond this are dropped oldest first (and counted).
+    /// Entries waiting in memory; beyond it the oldest spill to `spool_dir`, or without one
+    /// are dropped (and counted).
     pub queue_limit: usize,
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Disk bound of the spool; past it the oldest spilled batches are dropped (and counted).
+    pub spool_disk_bytes: u64,
 }
 
 struct Queue {
     entries: Mutex<VecDeque<LogEntry>>,
+    /// Older entries that did not fit in memory, as encoded pushes on disk.
+    spool: Mutex<Spool>,
     wake: Condvar,
 }
+
+/// How many of the oldest entries move to disk at once when memory is full.
+const SPILL_CHUNK: usize = 5000;
 
 #[derive(Clone)]
 pub struct LokiSink {
@@ -51,14 +62,18 @@ enum Push {
 }
 
 impl LokiSink {
-    pub fn start(config: LokiConfig) -> LokiSink {
-        let queue = Arc::new(Queue { entries: Mutex::new(VecDeque::new()), wake: Condvar::new() });
+    pub fn start(config: LokiConfig) -> Result<LokiSink, SpoolError> {
+        let spool = Spool::open(config.spool_dir.clone(), 0, config.spool_disk_bytes)?;
+        if !spool.is_empty() {
+            info!(batches = spool.len(), "resending Loki batches spooled by an earlier run");
+        }
+        let queue = Arc::new(Queue { entries: Mutex::new(VecDeque::new()), spool: Mutex::new(spool), wake: Condvar::new() });
         let sink = LokiSink { queue: queue.clone(), limit: config.queue_limit };
         std::thread::Builder::new()
             .name("vigil-loki".into())
             .spawn(move || Shipper::new(config).run(&queue))
             .expect("spawn loki thread");
-        sink
+        Ok(sink)
     }
 
     pub fn enqueue(&self, entries: Vec<LogEntry>) {
@@ -67,14 +82,26 @@ impl LokiSink {
         }
         let mut q = self.queue.entries.lock().expect("loki queue lock");
         q.extend(entries);
-        let over = q.len().saturating_sub(self.limit);
-        if over > 0 {
-            q.drain(..over);
-            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full").increment(over as u64);
+        while q.len() > self.limit {
+            let n = SPILL_CHUNK.min(q.len());
+            let chunk: Vec<LogEntry> = q.drain(..n).collect();
+            self.spill(chunk);
         }
         gauge!("vigil_loki_queue_lines").set(q.len() as f64);
         drop(q);
         self.queue.wake.notify_one();
+    }
+
+    fn spill(&self, chunk: Vec<LogEntry>) {
+        let mut spool = self.queue.spool.lock().expect("loki spool lock");
+        // The id carries the line count, so what the bound drops is counted exactly.
+        let id = format!("{:030}-{}", crate::loki::next_spool_id(), chunk.len());
+        for dropped in spool.push(Spooled { id, body: encode_push(&chunk, true) }) {
+            let lines: u64 = dropped.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            warn!(lines, "Loki queue and spool full: oldest lines dropped");
+            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full").increment(lines);
+        }
+        gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
     }
 }
 
@@ -105,12 +132,36 @@ impl Shipper {
         }
     }
 
-    /// Waits for entries, then gathers up to `batch_bytes` or until the oldest is `batch_age` old.
+    /// Spilled entries first (they are older), then memory: waits for entries, then gathers
+    /// up to `batch_bytes` or until the oldest is `batch_age` old.
     fn next_batch(&self, queue: &Queue) -> Vec<LogEntry> {
-        let mut q = queue.entries.lock().expect("loki queue lock");
-        while q.is_empty() {
-            q = queue.wake.wait(q).expect("loki queue lock");
+        loop {
+            if let Some(entries) = Self::from_spool(queue) {
+                return entries;
+            }
+            let q = queue.entries.lock().expect("loki queue lock");
+            if !q.is_empty() {
+                return self.gather(queue, q);
+            }
+            // Woken by enqueue; the timeout also covers entries that went straight to the spool.
+            let _ = queue.wake.wait_timeout(q, Duration::from_millis(500)).expect("loki queue lock");
         }
+    }
+
+    fn from_spool(queue: &Queue) -> Option<Vec<LogEntry>> {
+        let mut spool = queue.spool.lock().expect("loki spool lock");
+        while let Some(spooled) = spool.front() {
+            spool.pop();
+            gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
+            match decode_spooled(&spooled.body) {
+                Some(entries) => return Some(entries),
+                None => warn!(file = %spooled.id, "unreadable Loki spool batch skipped"),
+            }
+        }
+        None
+    }
+
+    fn gather<'a>(&self, queue: &'a Queue, mut q: std::sync::MutexGuard<'a, VecDeque<LogEntry>>) -> Vec<LogEntry> {
         let opened = Instant::now();
         loop {
             let bytes: usize = q.iter().map(LogEntry::size).sum();

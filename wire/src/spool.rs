@@ -1,6 +1,6 @@
-//! Bounded spool of encoded batches waiting for the collector: memory first, then files
-//! under the state directory, oldest first. What the bound drops is counted, never silent;
-//! batches on disk survive an agent restart and are sent first.
+//! Bounded spool of encoded batches waiting for delivery (agent → collector, collector →
+//! Loki): memory first, then files under a state directory, oldest first. What the bound
+//! drops is counted, never silent; batches on disk survive a restart and are sent first.
 use std::{
     collections::VecDeque,
     fs,
@@ -81,30 +81,32 @@ impl Spool {
     }
 
     /// Queue a batch; spills the oldest memory batches to disk past the memory limit, and
-    /// drops the oldest batches past the disk limit.
-    pub fn push(&mut self, batch: Spooled) {
+    /// drops the oldest batches past the disk limit. Returns the ids of dropped batches.
+    pub fn push(&mut self, batch: Spooled) -> Vec<String> {
+        let mut dropped = Vec::new();
         self.memory_bytes += batch.body.len();
         self.memory.push_back(batch);
         while self.memory_bytes > self.memory_limit && self.memory.len() > 1 {
             let oldest = self.memory.pop_front().expect("non-empty");
             self.memory_bytes -= oldest.body.len();
-            self.spill(oldest);
+            self.spill(oldest, &mut dropped);
         }
+        dropped
     }
 
-    fn spill(&mut self, batch: Spooled) {
+    fn spill(&mut self, batch: Spooled, dropped: &mut Vec<String>) {
         let Some(dir) = self.dir.clone() else {
-            return self.drop_batch(batch.body.len() as u64);
+            return self.drop_batch(batch.id, batch.body.len() as u64, dropped);
         };
         while self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
             let Some(oldest) = self.disk.pop_front() else { break };
             let size = fs::metadata(&oldest).map(|m| m.len()).unwrap_or(0);
             let _ = fs::remove_file(&oldest);
             self.disk_bytes -= size;
-            self.drop_batch(size);
+            self.drop_batch(file_id(&oldest), size, dropped);
         }
         if self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
-            return self.drop_batch(batch.body.len() as u64);
+            return self.drop_batch(batch.id, batch.body.len() as u64, dropped);
         }
         let path = dir.join(format!("{}.batch", batch.id));
         match fs::write(&path, &batch.body) {
@@ -114,24 +116,22 @@ impl Spool {
             }
             Err(e) => {
                 warn!("cannot spool to {}: {e}; batch dropped", path.display());
-                self.drop_batch(batch.body.len() as u64);
+                self.drop_batch(batch.id, batch.body.len() as u64, dropped);
             }
         }
     }
 
-    fn drop_batch(&mut self, bytes: u64) {
+    fn drop_batch(&mut self, id: String, bytes: u64, dropped: &mut Vec<String>) {
         self.dropped_batches += 1;
         self.dropped_bytes += bytes;
+        dropped.push(id);
     }
 
     /// The oldest batch (disk before memory), without removing it.
     pub fn front(&mut self) -> Option<Spooled> {
         while let Some(path) = self.disk.front() {
             match fs::read(path) {
-                Ok(body) => {
-                    let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                    return Some(Spooled { id, body });
-                }
+                Ok(body) => return Some(Spooled { id: file_id(path), body }),
                 Err(e) => {
                     warn!("unreadable spool file {}: {e}; skipped", path.display());
                     let path = self.disk.pop_front().expect("front exists");
@@ -154,18 +154,44 @@ impl Spool {
     }
 
     /// At shutdown: everything still in memory goes to disk, so a restart resends it.
-    pub fn persist(&mut self) {
+    pub fn persist(&mut self) -> Vec<String> {
+        let mut dropped = Vec::new();
         while let Some(batch) = self.memory.pop_front() {
             self.memory_bytes -= batch.body.len();
-            self.spill(batch);
+            self.spill(batch, &mut dropped);
         }
+        dropped
     }
+}
+
+fn file_id(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::TempDir;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("vigil-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
 
     fn batch(id: u32, size: usize) -> Spooled {
         Spooled { id: format!("{id:010}"), body: vec![id as u8; size] }
@@ -176,7 +202,7 @@ mod tests {
         let dir = TempDir::new("spool");
         let mut s = Spool::open(Some(dir.path().to_owned()), 250, 10_000).unwrap();
         for id in 1..=5 {
-            s.push(batch(id, 100));
+            let _ = s.push(batch(id, 100));
         }
         assert_eq!(s.len(), 5);
         assert_eq!(s.bytes(), 500);
@@ -193,7 +219,7 @@ mod tests {
         let dir = TempDir::new("spool-bound");
         let mut s = Spool::open(Some(dir.path().to_owned()), 100, 250).unwrap();
         for id in 1..=6 {
-            s.push(batch(id, 100));
+            let _ = s.push(batch(id, 100));
         }
         // 1 in memory (6), 2 on disk (4, 5); 1, 2, 3 dropped.
         assert_eq!(s.dropped_batches, 3);
@@ -205,9 +231,9 @@ mod tests {
     fn persisted_batches_survive_a_restart() {
         let dir = TempDir::new("spool-restart");
         let mut s = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
-        s.push(batch(1, 10));
-        s.push(batch(2, 10));
-        s.persist();
+        let _ = s.push(batch(1, 10));
+        let _ = s.push(batch(2, 10));
+        let _ = s.persist();
         drop(s);
         let mut again = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
         assert_eq!(again.len(), 2);
@@ -217,8 +243,8 @@ mod tests {
     #[test]
     fn without_a_directory_overflow_is_dropped_and_counted() {
         let mut s = Spool::open(None, 100, 0).unwrap();
-        s.push(batch(1, 80));
-        s.push(batch(2, 80));
+        let _ = s.push(batch(1, 80));
+        let _ = s.push(batch(2, 80));
         assert_eq!(s.len(), 1);
         assert_eq!(s.dropped_batches, 1);
     }
