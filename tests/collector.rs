@@ -144,7 +144,7 @@ fn collector_restart_under_load_counts_every_connect_once() {
     let series = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".to_owned())];
     let labels: Vec<(&str, &str)> = series.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    let requests = 300;
+    let requests = 400;
     let load = std::thread::spawn(move || {
         for _ in 0..requests {
             assert_eq!(http_get(nginx.port, "/"), 502);
@@ -152,7 +152,12 @@ fn collector_restart_under_load_counts_every_connect_once() {
         }
         nginx
     });
-    std::thread::sleep(Duration::from_millis(1200));
+    // Mid-load: the first batches (sealed after 1 s) have been delivered by then.
+    let labels_first = labels.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.value("vigil_upstream_connects_total", &labels_first) == 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     first.terminate();
     // While draining the count is final: ingest is refused, /metrics still answers.
     std::thread::sleep(Duration::from_millis(300));
