@@ -37,7 +37,7 @@ fn healthy_upstream_is_ok_with_first_byte_time() {
         "proxy_connect_timeout 5s; proxy_read_timeout 5s;");
     let trace = Trace::start(&[upstream.port]);
     assert_eq!(http_get(nginx.port, "/"), 200);
-    let records = trace.stop();
+    let records = trace.wait_for(upstream.port, 1).stop();
     let r = only_record(&records, upstream.port);
     assert_eq!(r["result"], "ok");
     assert_from_nginx_worker(r, &nginx);
@@ -55,7 +55,7 @@ fn closed_port_is_refused_and_nginx_answers_502() {
         "proxy_connect_timeout 5s;");
     let trace = Trace::start(&[closed]);
     assert_eq!(http_get(nginx.port, "/"), 502);
-    let records = trace.stop();
+    let records = trace.wait_for(closed, 1).stop();
     // nginx may retry the same server once (proxy_next_upstream): every record is a refusal.
     let mine = records_for(&records, closed);
     assert!(!mine.is_empty());
@@ -74,8 +74,7 @@ fn upstream_that_never_answers_is_a_silent_close_and_504() {
         "proxy_connect_timeout 5s; proxy_read_timeout 1s;");
     let trace = Trace::start(&[upstream.port]);
     assert_eq!(http_get(nginx.port, "/"), 504);
-    std::thread::sleep(Duration::from_millis(300));
-    let records = trace.stop();
+    let records = trace.wait_for(upstream.port, 1).stop();
     let r = only_record(&records, upstream.port);
     assert_eq!(r["result"], "ok", "the connect itself worked");
     assert_eq!(r["silent_close"], true);
@@ -94,8 +93,7 @@ fn dropped_syns_are_a_connect_timeout_and_504() {
         "proxy_connect_timeout 1500ms;");
     let trace = Trace::start(&[port]);
     assert_eq!(http_get(nginx.port, "/"), 504);
-    std::thread::sleep(Duration::from_millis(300));
-    let records = trace.stop();
+    let records = trace.wait_for(port, 1).stop();
     let r = only_record(&records, port);
     assert_eq!(r["result"], "timeout");
     assert!(r["syn_retransmits"].as_u64().unwrap() >= 1, "SYN retried before nginx gave up");
@@ -119,7 +117,7 @@ fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reporte
     let trace = Trace::start_with_env(&[upstream.port, closed], &[("VIGIL_DISABLE_PROBES", disabled)]);
     assert_eq!(http_get(nginx.port, "/ok"), 200);
     assert_eq!(http_get(nginx.port, "/down"), 502);
-    let records = trace.stop();
+    let records = trace.wait_for(upstream.port, 1).wait_for(closed, 1).stop();
     let ok = only_record(&records, upstream.port);
     assert_eq!(ok["result"], "ok");
     assert!(ok["first_byte_ms"].as_f64().unwrap() >= 95.0, "tcp_probe measured the first byte");

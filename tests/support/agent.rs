@@ -1,8 +1,10 @@
-//! `vigil-agent trace` as a child process; its JSON lines parsed after it stops.
+//! `vigil-agent` as a child process: `trace` (records read as they come), `inspect`, `run`.
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -11,7 +13,8 @@ use crate::bin;
 
 pub struct Trace {
     child: Child,
-    stdout: Option<JoinHandle<String>>,
+    records: Arc<Mutex<Vec<Value>>>,
+    reader: Option<JoinHandle<()>>,
 }
 
 impl Trace {
@@ -28,13 +31,29 @@ impl Trace {
                 .stdout(Stdio::piped()),
             "vigil-agent trace: ready",
         );
-        let mut stdout = child.stdout.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let sink = records.clone();
         let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            out
+            for line in stdout.lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"));
+                sink.lock().unwrap().push(v);
+            }
         });
-        Trace { child, stdout: Some(reader) }
+        Trace { child, records, reader: Some(reader) }
+    }
+
+    /// Waits (up to 20 s) until `n` records for 127.0.0.1:`port` were printed: a connection is
+    /// reported when it closes, which can trail the HTTP exchange on a busy machine.
+    pub fn wait_for(self, port: u16, n: usize) -> Self {
+        let dst = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.records.lock().unwrap().iter().filter(|r| r["dst"] == dst.as_str()).count() < n
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self
     }
 
     /// SIGTERM, then every JSON record printed.
@@ -42,10 +61,8 @@ impl Trace {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "vigil-agent trace failed: {status}");
-        let out = self.stdout.take().unwrap().join().unwrap();
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
-            .collect()
+        self.reader.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.records.lock().unwrap())
     }
 }
 
