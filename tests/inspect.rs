@@ -36,7 +36,10 @@ fn cpu_spinning_workers_show_a_cpu_ratio_near_one() {
     let spinning: Vec<&Value> = workers.iter().filter(|w| w["pid"] != server.child.id()).collect();
     assert_eq!(spinning.len(), 1, "one forked worker: {workers:?}");
     let ratio = spinning[0]["cpu_ratio"].as_f64().expect("cpu ratio measured");
-    assert!(ratio > 0.7, "spinning worker at {ratio} of a core");
+    // Near one core; the bound leaves room for other load on a shared 2-core machine
+    // (three busy processes there still give each about 0.66).
+    assert!(ratio > 0.5, "spinning worker at {ratio} of a core");
+    assert_eq!(spinning[0]["state"], "R", "a spinning worker is runnable");
     let parent = workers.iter().find(|w| w["pid"] == server.child.id()).expect("owner sampled");
     assert!(parent["cpu_ratio"].as_f64().unwrap() < 0.3, "idle parent: {parent}");
     assert!(spinning[0]["rss_bytes"].as_u64().unwrap() > 0);
