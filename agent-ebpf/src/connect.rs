@@ -135,7 +135,17 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         unsafe { start_tracking(&src, skaddr) };
         return;
     }
-    // The hot path for every other socket on the machine: one lookup.
+    // Only these transitions matter for a tracked (connecting) socket; every other socket's
+    // state changes (accepted sockets, listeners) return here without a map lookup.
+    let relevant = match new {
+        tcp_state::ESTABLISHED => old == tcp_state::SYN_SENT,
+        tcp_state::FIN_WAIT1 | tcp_state::CLOSE_WAIT | tcp_state::CLOSE => true,
+        _ => false,
+    };
+    if !relevant {
+        return;
+    }
+    // The hot path for other connecting sockets: one lookup.
     let Some(conn) = tracked(skaddr) else {
         return;
     };

@@ -59,7 +59,7 @@ pub fn probes() -> anyhow::Result<()> {
     report(off, untracked, tracked);
     let millicores = agent_cpu_at_rate(&agent_bin, addr)?;
     println!(
-        "agent CPU at {PACED_RATE} connects/s: {millicores:.1} millicores (target ≤ 20) {}",
+        "agent CPU at {PACED_RATE} connects/s (`trace`, a JSON line each): {millicores:.1} millicores (target ≤ 20) {}",
         verdict(millicores <= 20.0)
     );
     Ok(())
@@ -123,7 +123,7 @@ fn connect_block(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<f64>> {
 }
 
 fn agent_cpu_at_rate(agent_bin: &std::path::Path, addr: SocketAddr) -> anyhow::Result<f64> {
-    let agent = Agent::start(agent_bin, addr.port())?;
+    let agent = Agent::start_as(agent_bin, addr.port(), Consumer::Trace)?;
     let before = cpu_ticks(agent.child.id())?;
     let start = Instant::now();
     let interval = Duration::from_nanos(1_000_000_000 / PACED_RATE);
@@ -151,15 +151,32 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
-/// `vigil-agent trace` watching the benchmark port, output discarded.
+/// The agent watching the benchmark port, output discarded. Latency blocks run it as
+/// `inspect` (it only tallies records, so the probes' own cost is what is measured); the
+/// CPU phase runs `trace`, the costliest consumer (a JSON line per connection).
 struct Agent {
     child: Child,
 }
 
+#[derive(Clone, Copy)]
+enum Consumer {
+    Tally,
+    Trace,
+}
+
 impl Agent {
     fn start(bin: &std::path::Path, port: u16) -> anyhow::Result<Self> {
+        Self::start_as(bin, port, Consumer::Tally)
+    }
+
+    fn start_as(bin: &std::path::Path, port: u16, consumer: Consumer) -> anyhow::Result<Self> {
+        let port = port.to_string();
+        let args: Vec<&str> = match consumer {
+            Consumer::Tally => vec!["inspect", "--watch", "--interval", "3600s", "--ports", &port],
+            Consumer::Trace => vec!["trace", "--ports", &port],
+        };
         let mut child = Command::new(bin)
-            .args(["trace", "--ports", &port.to_string()])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
