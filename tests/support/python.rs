@@ -2,6 +2,7 @@
 //! the CPU, and a listener that exits with a chosen status when told to.
 use std::{
     io::{BufRead, BufReader, Write},
+    os::unix::process::CommandExt,
     process::{Child, ChildStdin, Command, Stdio},
 };
 
@@ -37,6 +38,8 @@ fn start(script: &str, arg: &str) -> PythonUpstream {
     // Debian's python3 is on every machine the tests run on; pyenv's may shadow it.
     let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
     let mut child = Command::new(python)
+        // Its own process group, so the forked workers die with it.
+        .process_group(0)
         .args(["-c", script, arg])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -70,10 +73,8 @@ impl PythonUpstream {
 
 impl Drop for PythonUpstream {
     fn drop(&mut self) {
-        // The spinning workers are our grandchildren: end the whole group.
-        let pid = self.child.id() as i32;
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid.to_string()]).status();
-        let _ = self.child.kill();
+        // The spinning workers are our grandchildren: end the whole process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
