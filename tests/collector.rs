@@ -42,14 +42,24 @@ fn post(c: &Collector, body: &[u8], token: Option<&str>) -> http::Response {
 fn ingest_refuses_bad_requests_and_keeps_serving() {
     let dir = scratch_dir("ingest-token");
     std::fs::write(dir.join("token"), "s3cret\n").unwrap();
-    let c = Collector::start("ingest", &format!("token_file = \"{}\"\nmax_body_bytes = 4096\n", dir.join("token").display()));
+    let c = Collector::start(
+        "ingest",
+        &format!(
+            "token_file = \"{}\"\nmax_body_bytes = 4096\n",
+            dir.join("token").display()
+        ),
+    );
     let good = batch("agent-a", 1, "127.0.0.1:9").encode_compressed();
 
     assert_eq!(post(&c, &good, None).status, 401);
     assert_eq!(post(&c, &good, Some("wrong")).status, 401);
     let garbage = post(&c, b"\x00\x01 not snappy at all", Some("s3cret"));
     assert_eq!(garbage.status, 400);
-    assert!(garbage.body.contains("snappy"), "says why: {}", garbage.body);
+    assert!(
+        garbage.body.contains("snappy"),
+        "says why: {}",
+        garbage.body
+    );
     let not_a_batch = post(&c, &vigil_e2e_snappy(&[0xff; 100]), Some("s3cret"));
     assert_eq!(not_a_batch.status, 400);
     assert_eq!(post(&c, &vec![0u8; 5000], Some("s3cret")).status, 413);
@@ -60,10 +70,23 @@ fn ingest_refuses_bad_requests_and_keeps_serving() {
 
     assert_eq!(http::get(c.port, "/healthz").unwrap().status, 200);
     assert_eq!(http::get(c.port, "/readyz").unwrap().status, 200);
-    let connects = c.value("vigil_upstream_connects_total", &[("upstream", "127.0.0.1:9"), ("result", "refused")]);
+    let connects = c.value(
+        "vigil_upstream_connects_total",
+        &[("upstream", "127.0.0.1:9"), ("result", "refused")],
+    );
     assert_eq!(connects, 1.0, "the duplicate was not counted twice");
-    for (result, n) in [("unauthorized", 2.0), ("undecodable", 2.0), ("too_large", 1.0), ("accepted", 1.0), ("duplicate", 1.0)] {
-        assert_eq!(c.value("vigil_ingest_batches_total", &[("result", result)]), n, "{result}");
+    for (result, n) in [
+        ("unauthorized", 2.0),
+        ("undecodable", 2.0),
+        ("too_large", 1.0),
+        ("accepted", 1.0),
+        ("duplicate", 1.0),
+    ] {
+        assert_eq!(
+            c.value("vigil_ingest_batches_total", &[("result", result)]),
+            n,
+            "{result}"
+        );
     }
 }
 
@@ -76,13 +99,20 @@ fn vigil_e2e_snappy(raw: &[u8]) -> Vec<u8> {
 fn label_values_are_capped_per_family() {
     let c = Collector::start("caps", "label_value_limit = 3\n");
     for (i, port) in (1..=10).enumerate() {
-        let body = batch("agent-caps", i as u64 + 1, &format!("127.0.0.1:{port}")).encode_compressed();
+        let body =
+            batch("agent-caps", i as u64 + 1, &format!("127.0.0.1:{port}")).encode_compressed();
         assert_eq!(post(&c, &body, None).status, 200);
     }
     let text = c.metrics();
-    let series = text.lines().filter(|l| l.starts_with("vigil_upstream_connects_total{")).count();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("vigil_upstream_connects_total{"))
+        .count();
     assert_eq!(series, 4, "3 upstreams + other:\n{text}");
-    assert_eq!(c.value("vigil_upstream_connects_total", &[("upstream", "other")]), 7.0);
+    assert_eq!(
+        c.value("vigil_upstream_connects_total", &[("upstream", "other")]),
+        7.0
+    );
 }
 
 #[test]
@@ -90,8 +120,20 @@ fn real_nginx_outcomes_reach_prometheus_through_agent_and_collector() {
     let closed = free_port();
     let dropped = free_port();
     let _drop = SynDrop::new(dropped);
-    let nginx = Nginx::start("prom", &[Route { path: "/down", upstream_port: closed }, Route { path: "/slow", upstream_port: dropped }],
-        "proxy_connect_timeout 1s;");
+    let nginx = Nginx::start(
+        "prom",
+        &[
+            Route {
+                path: "/down",
+                upstream_port: closed,
+            },
+            Route {
+                path: "/slow",
+                upstream_port: dropped,
+            },
+        ],
+        "proxy_connect_timeout 1s;",
+    );
     let c = Collector::start("prom", "");
     let prom = Prometheus::start(c.port);
     let state = scratch_dir("prom-agent");
@@ -101,11 +143,18 @@ fn real_nginx_outcomes_reach_prometheus_through_agent_and_collector() {
     }
     assert_eq!(http_get(nginx.port, "/slow"), 504);
 
-    let refused = format!("sum(vigil_upstream_connects_total{{result=\"refused\",upstream=\"127.0.0.1:{closed}\"}})");
+    let refused = format!(
+        "sum(vigil_upstream_connects_total{{result=\"refused\",upstream=\"127.0.0.1:{closed}\"}})"
+    );
     assert_eq!(prom.wait_for(&refused, 3.0), Some(3.0));
-    let timeout = format!("sum(vigil_upstream_connects_total{{result=\"timeout\",upstream=\"127.0.0.1:{dropped}\"}})");
+    let timeout = format!(
+        "sum(vigil_upstream_connects_total{{result=\"timeout\",upstream=\"127.0.0.1:{dropped}\"}})"
+    );
     assert_eq!(prom.wait_for(&timeout, 1.0), Some(1.0));
-    assert_eq!(prom.wait_for("sum(vigil_upstream_listening{node=\"test-node\"})", 0.0), Some(0.0));
+    assert_eq!(
+        prom.wait_for("sum(vigil_upstream_listening{node=\"test-node\"})", 0.0),
+        Some(0.0)
+    );
 
     // promtool agrees the exposition is well-formed.
     let text = c.metrics();
@@ -126,22 +175,40 @@ trait OutputWithStdin {
 impl OutputWithStdin for std::process::Command {
     fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
         use std::io::Write;
-        let mut child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("promtool");
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status, String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     }
 }
 
 #[test]
 fn collector_restart_under_load_counts_every_connect_once() {
     let closed = free_port();
-    let nginx = Nginx::start("restart", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let nginx = Nginx::start(
+        "restart",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 1s;",
+    );
     let port = free_port();
     let mut first = Collector::start_on("restart-a", port, "shutdown_grace_ms = 1500\n");
     let state = scratch_dir("restart-agent");
     let agent = AgentRun::start(&first.url(), &[closed], &state, &[]);
-    let series = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".to_owned())];
+    let series = [
+        ("upstream", format!("127.0.0.1:{closed}")),
+        ("result", "refused".to_owned()),
+    ];
     let labels: Vec<(&str, &str)> = series.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let requests = 400;
@@ -155,7 +222,9 @@ fn collector_restart_under_load_counts_every_connect_once() {
     // Mid-load: the first batches (sealed after 1 s) have been delivered by then.
     let labels_first = labels.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while first.value("vigil_upstream_connects_total", &labels_first) == 0.0 && Instant::now() < deadline {
+    while first.value("vigil_upstream_connects_total", &labels_first) == 0.0
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     first.terminate();
@@ -169,7 +238,8 @@ fn collector_restart_under_load_counts_every_connect_once() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
-        && counted_by_first + second.value("vigil_upstream_connects_total", &labels) < requests as f64
+        && counted_by_first + second.value("vigil_upstream_connects_total", &labels)
+            < requests as f64
     {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -177,14 +247,25 @@ fn collector_restart_under_load_counts_every_connect_once() {
     std::thread::sleep(Duration::from_millis(1500));
     let counted_by_second = second.value("vigil_upstream_connects_total", &labels);
     assert!(counted_by_first > 0.0, "the first collector counted some");
-    assert_eq!(counted_by_first + counted_by_second, requests as f64, "first {counted_by_first} + second {counted_by_second}");
+    assert_eq!(
+        counted_by_first + counted_by_second,
+        requests as f64,
+        "first {counted_by_first} + second {counted_by_second}"
+    );
     agent.stop();
 }
 
 #[test]
 fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     let closed = free_port();
-    let nginx = Nginx::start("spool", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let nginx = Nginx::start(
+        "spool",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 1s;",
+    );
     let port = free_port();
     let state = scratch_dir("spool-agent");
     // Nothing listens on the collector port yet.
@@ -194,7 +275,10 @@ fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let c = Collector::start_on("spool", port, "");
-    let labels = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".into())];
+    let labels = [
+        ("upstream", format!("127.0.0.1:{closed}")),
+        ("result", "refused".into()),
+    ];
     let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let deadline = Instant::now() + Duration::from_secs(40);
     while c.value("vigil_upstream_connects_total", &labels) < 20.0 && Instant::now() < deadline {
@@ -205,14 +289,25 @@ fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     while c.value("vigil_agent_batches_retried_total", &[]) == 0.0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(c.value("vigil_agent_batches_retried_total", &[]) > 0.0, "the agent reports its retries:\n{}", c.metrics());
+    assert!(
+        c.value("vigil_agent_batches_retried_total", &[]) > 0.0,
+        "the agent reports its retries:\n{}",
+        c.metrics()
+    );
     agent.stop();
 }
 
 #[test]
 fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() {
     let closed = free_port();
-    let nginx = Nginx::start("persist", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 1s;");
+    let nginx = Nginx::start(
+        "persist",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 1s;",
+    );
     let port = free_port();
     let state = scratch_dir("persist-agent");
     let agent = AgentRun::start(&format!("http://127.0.0.1:{port}"), &[closed], &state, &[]);
@@ -225,7 +320,10 @@ fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() 
     assert!(spooled > 0, "undelivered batches are on disk");
     let c = Collector::start_on("persist", port, "");
     let again = AgentRun::start(&c.url(), &[closed], &state, &[]);
-    let labels = [("upstream", format!("127.0.0.1:{closed}")), ("result", "refused".into())];
+    let labels = [
+        ("upstream", format!("127.0.0.1:{closed}")),
+        ("result", "refused".into()),
+    ];
     let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.value("vigil_upstream_connects_total", &labels) < 5.0 && Instant::now() < deadline {

@@ -20,7 +20,11 @@ fn upstream(snapshot: &Value, port: u16) -> &Value {
 }
 
 fn last_snapshot(lines: &[Value]) -> &Value {
-    lines.iter().rev().find(|l| l["kind"] == "snapshot").expect("a snapshot")
+    lines
+        .iter()
+        .rev()
+        .find(|l| l["kind"] == "snapshot")
+        .expect("a snapshot")
 }
 
 #[test]
@@ -30,18 +34,36 @@ fn cpu_spinning_workers_show_a_cpu_ratio_near_one() {
     let lines = inspect(&["--ports", &port, "--interval", "1500ms"]);
     let up = upstream(last_snapshot(&lines), server.port);
     let listener = &up["listener"];
-    assert_eq!(listener["owner"]["pid"], server.child.id(), "owner is the pre-fork parent");
-    assert!(listener["owner"]["cmdline"].as_str().unwrap().contains("python"));
+    assert_eq!(
+        listener["owner"]["pid"],
+        server.child.id(),
+        "owner is the pre-fork parent"
+    );
+    assert!(listener["owner"]["cmdline"]
+        .as_str()
+        .unwrap()
+        .contains("python"));
     let workers = up["workers"].as_array().unwrap();
-    let spinning: Vec<&Value> = workers.iter().filter(|w| w["pid"] != server.child.id()).collect();
+    let spinning: Vec<&Value> = workers
+        .iter()
+        .filter(|w| w["pid"] != server.child.id())
+        .collect();
     assert_eq!(spinning.len(), 1, "one forked worker: {workers:?}");
-    let ratio = spinning[0]["cpu_ratio"].as_f64().expect("cpu ratio measured");
+    let ratio = spinning[0]["cpu_ratio"]
+        .as_f64()
+        .expect("cpu ratio measured");
     // Near one core; the bound leaves room for other load on a shared 2-core machine
     // (three busy processes there still give each about 0.66).
     assert!(ratio > 0.5, "spinning worker at {ratio} of a core");
     assert_eq!(spinning[0]["state"], "R", "a spinning worker is runnable");
-    let parent = workers.iter().find(|w| w["pid"] == server.child.id()).expect("owner sampled");
-    assert!(parent["cpu_ratio"].as_f64().unwrap() < 0.3, "idle parent: {parent}");
+    let parent = workers
+        .iter()
+        .find(|w| w["pid"] == server.child.id())
+        .expect("owner sampled");
+    assert!(
+        parent["cpu_ratio"].as_f64().unwrap() < 0.3,
+        "idle parent: {parent}"
+    );
     assert!(spinning[0]["rss_bytes"].as_u64().unwrap() > 0);
 }
 
@@ -49,7 +71,14 @@ fn cpu_spinning_workers_show_a_cpu_ratio_near_one() {
 fn a_listener_that_goes_away_keeps_its_owner_and_exit_status() {
     let mut server = exits_with(3);
     let (port, pid) = (server.port, server.child.id());
-    let watch = Inspect::watch(&["--ports", &port.to_string(), "--interval", "300ms", "--duration", "3s"]);
+    let watch = Inspect::watch(&[
+        "--ports",
+        &port.to_string(),
+        "--interval",
+        "300ms",
+        "--duration",
+        "3s",
+    ]);
     std::thread::sleep(Duration::from_millis(1000));
     server.finish();
     let lines = watch.finish();
@@ -71,8 +100,14 @@ fn a_listener_that_goes_away_keeps_its_owner_and_exit_status() {
 #[test]
 fn nginx_is_discovered_and_its_logs_explain_the_502() {
     let closed = free_port();
-    let nginx = Nginx::start("inspect", &[Route { path: "/", upstream_port: closed }],
-        "proxy_connect_timeout 5s; proxy_read_timeout 7s;");
+    let nginx = Nginx::start(
+        "inspect",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 7s;",
+    );
     let watch = Inspect::watch(&["--interval", "500ms", "--duration", "2500ms"]);
     assert_eq!(http_get(nginx.port, "/"), 502);
     let lines = watch.finish();
@@ -81,7 +116,10 @@ fn nginx_is_discovered_and_its_logs_explain_the_502() {
     let up = upstream(snap, closed);
     assert!(up["connects"]["refused"].as_u64().unwrap() >= 1, "{up}");
     let n = &snap["nginx"];
-    assert!(n["master_pids"].as_array().unwrap().contains(&Value::from(nginx.master_pid())));
+    assert!(n["master_pids"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(nginx.master_pid())));
     let proxy = n["proxies"]
         .as_array()
         .unwrap()
@@ -90,11 +128,18 @@ fn nginx_is_discovered_and_its_logs_explain_the_502() {
         .expect("our proxy_pass");
     assert_eq!(proxy["connect_timeout_ms"], 5000);
     assert_eq!(proxy["read_timeout_ms"], 7000);
-    assert!(n["upstream_errors"]["refused"].as_u64().unwrap() >= 1, "{n}");
+    assert!(
+        n["upstream_errors"]["refused"].as_u64().unwrap() >= 1,
+        "{n}"
+    );
     let recent = n["recent_upstream_errors"].as_array().unwrap();
     let ours = recent
         .iter()
-        .find(|e| e["upstream"].as_str().is_some_and(|u| u.contains(&closed.to_string())))
+        .find(|e| {
+            e["upstream"]
+                .as_str()
+                .is_some_and(|u| u.contains(&closed.to_string()))
+        })
         .expect("our error line");
     assert_eq!(ours["errno"], 111);
     assert!(n["responses"]["502"].as_u64() >= Some(1), "{n}");

@@ -23,7 +23,10 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// A batch of access lines `id-<first>` … `id-<first+n-1>`, stamped now.
 fn access_batch(sequence: u64, first: usize, n: usize) -> Vec<u8> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     Batch {
         agent_id: "loki-test".into(),
         sequence,
@@ -43,12 +46,22 @@ fn access_batch(sequence: u64, first: usize, n: usize) -> Vec<u8> {
 }
 
 fn post(c: &Collector, body: &[u8]) {
-    let r = http::request("POST", c.port, "/api/v1/ingest", &[("Content-Type", vigil_wire::CONTENT_TYPE)], body).unwrap();
+    let r = http::request(
+        "POST",
+        c.port,
+        "/api/v1/ingest",
+        &[("Content-Type", vigil_wire::CONTENT_TYPE)],
+        body,
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
 fn loki_config(loki: &LokiServer, extra: &str) -> String {
-    format!("loki_url = \"{}\"\n[loki]\nbatch_age_ms = 200\n{extra}", loki.url())
+    format!(
+        "loki_url = \"{}\"\n[loki]\nbatch_age_ms = 200\n{extra}",
+        loki.url()
+    )
 }
 
 #[test]
@@ -56,54 +69,120 @@ fn nginx_and_probe_lines_arrive_with_labels_and_metadata() {
     let loki = LokiServer::start();
     let c = Collector::start("loki-e2e", &loki_config(&loki, "tenant = \"team-a\"\n"));
     let closed = free_port();
-    let nginx = Nginx::start("loki", &[Route { path: "/", upstream_port: closed }], "proxy_connect_timeout 2s;");
+    let nginx = Nginx::start(
+        "loki",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 2s;",
+    );
     let state = scratch_dir("loki-agent");
     let d = nginx.dir.display();
-    let agent = AgentRun::start(&c.url(), &[closed], &state,
-        &["--nginx-error-log", &format!("{d}/error.log"), "--nginx-access-log", &format!("{d}/access.log")]);
+    let agent = AgentRun::start(
+        &c.url(),
+        &[closed],
+        &state,
+        &[
+            "--nginx-error-log",
+            &format!("{d}/error.log"),
+            "--nginx-access-log",
+            &format!("{d}/access.log"),
+        ],
+    );
     assert_eq!(http_get(nginx.port, "/"), 502);
 
     let upstream = format!("127.0.0.1:{closed}");
-    wait_until("the nginx error line", || !loki.lines(&[("source", "nginx_error")]).is_empty());
-    let errors = loki.lines(&[("job", "vigil"), ("node", "test-node"), ("source", "nginx_error"), ("level", "error")]);
-    let line = errors.iter().find(|e| e.line.contains("(111: ")).expect("the connect() failed line, raw");
+    wait_until("the nginx error line", || {
+        !loki.lines(&[("source", "nginx_error")]).is_empty()
+    });
+    let errors = loki.lines(&[
+        ("job", "vigil"),
+        ("node", "test-node"),
+        ("source", "nginx_error"),
+        ("level", "error"),
+    ]);
+    let line = errors
+        .iter()
+        .find(|e| e.line.contains("(111: "))
+        .expect("the connect() failed line, raw");
     assert_eq!(line.metadata["upstream"], format!("http://{upstream}/"));
     assert_eq!(line.metadata["upstream_error"], "refused");
     assert_eq!(line.metadata["errno"], "111");
 
-    wait_until("the probe's line", || !loki.lines(&[("source", "ebpf")]).is_empty());
+    wait_until("the probe's line", || {
+        !loki.lines(&[("source", "ebpf")]).is_empty()
+    });
     let probe = &loki.lines(&[("source", "ebpf")])[0];
-    assert!(probe.line.contains("result=refused") && probe.line.contains("errno=111"), "{}", probe.line);
+    assert!(
+        probe.line.contains("result=refused") && probe.line.contains("errno=111"),
+        "{}",
+        probe.line
+    );
     assert_eq!(probe.metadata["upstream"], upstream);
 
-    wait_until("the access line", || !loki.lines(&[("source", "nginx_access")]).is_empty());
-    assert_eq!(loki.lines(&[("source", "nginx_access")])[0].metadata["status"], "502");
+    wait_until("the access line", || {
+        !loki.lines(&[("source", "nginx_access")]).is_empty()
+    });
+    assert_eq!(
+        loki.lines(&[("source", "nginx_access")])[0].metadata["status"],
+        "502"
+    );
 
     // The documented LogQL answers through query_range.
     let q = http::encode(r#"{job="vigil", source="nginx_error"} |= "111""#);
-    let r = http::get(loki.port, &format!("/loki/api/v1/query_range?query={q}&limit=10")).unwrap();
+    let r = http::get(
+        loki.port,
+        &format!("/loki/api/v1/query_range?query={q}&limit=10"),
+    )
+    .unwrap();
     assert!(r.body.contains("connect() failed (111"), "{}", r.body);
-    assert!(loki.state.lock().unwrap().pushes.iter().all(|(_, t)| t.as_deref() == Some("team-a")), "tenant header sent");
+    assert!(
+        loki.state
+            .lock()
+            .unwrap()
+            .pushes
+            .iter()
+            .all(|(_, t)| t.as_deref() == Some("team-a")),
+        "tenant header sent"
+    );
     agent.stop();
 }
 
 #[test]
 fn every_line_arrives_once_after_a_loki_outage() {
     let loki = LokiServer::start();
-    loki.state.lock().unwrap().fail_next.extend([500, 429, 500, 503, 429]);
+    loki.state
+        .lock()
+        .unwrap()
+        .fail_next
+        .extend([500, 429, 500, 503, 429]);
     let c = Collector::start("loki-outage", &loki_config(&loki, ""));
     for (seq, first) in (1..=10).zip((0..).step_by(50)) {
         post(&c, &access_batch(seq, first, 50));
     }
-    wait_until("500 lines", || loki.lines(&[("source", "nginx_access")]).len() >= 500);
+    wait_until("500 lines", || {
+        loki.lines(&[("source", "nginx_access")]).len() >= 500
+    });
     std::thread::sleep(Duration::from_millis(500));
     let lines = loki.lines(&[("source", "nginx_access")]);
-    let mut ids: Vec<&str> = lines.iter().map(|l| l.line.split_whitespace().nth(4).unwrap()).collect();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l.line.split_whitespace().nth(4).unwrap())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!((lines.len(), ids.len()), (500, 500), "each line exactly once");
+    assert_eq!(
+        (lines.len(), ids.len()),
+        (500, 500),
+        "each line exactly once"
+    );
     let pushes = loki.state.lock().unwrap().pushes.clone();
-    assert_eq!(pushes.iter().filter(|(s, _)| *s >= 429).count(), 5, "the outage was seen");
+    assert_eq!(
+        pushes.iter().filter(|(s, _)| *s >= 429).count(),
+        5,
+        "the outage was seen"
+    );
     assert_eq!(c.value("vigil_loki_lines_sent_total", &[]), 500.0);
     assert!(c.value("vigil_loki_lines_retried_total", &[]) > 0.0);
 }
@@ -114,14 +193,25 @@ fn a_loki_without_structured_metadata_gets_it_in_the_line() {
     loki.state.lock().unwrap().allow_structured_metadata = false;
     let c = Collector::start("loki-nometa", &loki_config(&loki, ""));
     post(&c, &access_batch(1, 0, 20));
-    wait_until("20 lines", || loki.lines(&[("source", "nginx_access")]).len() == 20);
+    wait_until("20 lines", || {
+        loki.lines(&[("source", "nginx_access")]).len() == 20
+    });
     for l in loki.lines(&[("source", "nginx_access")]) {
         assert!(l.metadata.is_empty());
         assert!(l.line.ends_with("status=200"), "folded: {}", l.line);
     }
     post(&c, &access_batch(2, 20, 5));
-    wait_until("25 lines", || loki.lines(&[("source", "nginx_access")]).len() == 25);
-    let refused = loki.state.lock().unwrap().pushes.iter().filter(|(s, _)| *s == 400).count();
+    wait_until("25 lines", || {
+        loki.lines(&[("source", "nginx_access")]).len() == 25
+    });
+    let refused = loki
+        .state
+        .lock()
+        .unwrap()
+        .pushes
+        .iter()
+        .filter(|(s, _)| *s == 400)
+        .count();
     assert_eq!(refused, 1, "the refusal is remembered, not met again");
     assert_eq!(c.value("vigil_loki_lines_failed_total", &[]), 0.0);
 }
@@ -131,15 +221,39 @@ fn one_bad_line_does_not_sink_its_batch() {
     let loki = LokiServer::start();
     loki.state.lock().unwrap().max_line_bytes = 1000;
     let c = Collector::start("loki-bad", &loki_config(&loki, ""));
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let mut records: Vec<NginxAccessRecord> = (0..9)
-        .map(|i| NginxAccessRecord { unix_ns: now + i, line: format!("ok line {i}"), ..Default::default() })
+        .map(|i| NginxAccessRecord {
+            unix_ns: now + i,
+            line: format!("ok line {i}"),
+            ..Default::default()
+        })
         .collect();
-    records.insert(4, NginxAccessRecord { unix_ns: now + 100, line: "x".repeat(5000), ..Default::default() });
-    let batch = Batch { agent_id: "bad".into(), sequence: 1, node: "n1".into(), nginx_access: records, ..Default::default() };
+    records.insert(
+        4,
+        NginxAccessRecord {
+            unix_ns: now + 100,
+            line: "x".repeat(5000),
+            ..Default::default()
+        },
+    );
+    let batch = Batch {
+        agent_id: "bad".into(),
+        sequence: 1,
+        node: "n1".into(),
+        nginx_access: records,
+        ..Default::default()
+    };
     post(&c, &batch.encode_compressed());
-    wait_until("9 good lines", || loki.lines(&[("source", "nginx_access")]).len() == 9);
-    wait_until("the drop counted", || c.value("vigil_loki_lines_failed_total", &[("reason", "rejected")]) == 1.0);
+    wait_until("9 good lines", || {
+        loki.lines(&[("source", "nginx_access")]).len() == 9
+    });
+    wait_until("the drop counted", || {
+        c.value("vigil_loki_lines_failed_total", &[("reason", "rejected")]) == 1.0
+    });
     assert!(loki.lines(&[]).iter().all(|l| l.line.len() < 1000));
     assert_eq!(c.value("vigil_loki_lines_sent_total", &[]), 9.0);
 }
@@ -148,26 +262,64 @@ fn one_bad_line_does_not_sink_its_batch() {
 #[test]
 fn the_loki_stand_in_refuses_what_loki_refuses() {
     let loki = LokiServer::start();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let push = |stream: &str, ts: i64, line: &str| {
         let body = format!(r#"{{"streams":[{{"stream":{stream},"values":[["{ts}","{line}"]]}}]}}"#);
-        http::request("POST", loki.port, "/loki/api/v1/push", &[("Content-Type", "application/json")], body.as_bytes()).unwrap()
+        http::request(
+            "POST",
+            loki.port,
+            "/loki/api/v1/push",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
     };
     assert_eq!(push(r#"{"job":"a","node":"n"}"#, now, "fine").status, 204);
-    assert_eq!(push(r#"{"job":"a","2bad":"n"}"#, now, "x").status, 400, "label name syntax");
-    assert_eq!(push(r#"{"job":"a"}"#, now - 8 * 24 * 3600 * 1_000_000_000, "x").status, 400, "too old");
-    assert_eq!(push(r#"{"job":"a"}"#, now + 3600 * 1_000_000_000, "x").status, 400, "too far in the future");
+    assert_eq!(
+        push(r#"{"job":"a","2bad":"n"}"#, now, "x").status,
+        400,
+        "label name syntax"
+    );
+    assert_eq!(
+        push(r#"{"job":"a"}"#, now - 8 * 24 * 3600 * 1_000_000_000, "x").status,
+        400,
+        "too old"
+    );
+    assert_eq!(
+        push(r#"{"job":"a"}"#, now + 3600 * 1_000_000_000, "x").status,
+        400,
+        "too far in the future"
+    );
     loki.state.lock().unwrap().max_line_bytes = 10;
-    assert_eq!(push(r#"{"job":"a"}"#, now, "a line longer than ten bytes").status, 400);
-    let with_meta = format!(r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{now}","m",{{"trace_id":"1"}}]]}}]}}"#);
+    assert_eq!(
+        push(r#"{"job":"a"}"#, now, "a line longer than ten bytes").status,
+        400
+    );
+    let with_meta = format!(
+        r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{now}","m",{{"trace_id":"1"}}]]}}]}}"#
+    );
     loki.state.lock().unwrap().allow_structured_metadata = false;
-    let r = http::request("POST", loki.port, "/loki/api/v1/push", &[("Content-Type", "application/json")], with_meta.as_bytes()).unwrap();
+    let r = http::request(
+        "POST",
+        loki.port,
+        "/loki/api/v1/push",
+        &[("Content-Type", "application/json")],
+        with_meta.as_bytes(),
+    )
+    .unwrap();
     assert_eq!(r.status, 400);
     assert!(r.body.contains("structured metadata"));
     // Unsorted or duplicate labels in a protobuf push are refused too.
     let unsorted = LokiServer::raw_protobuf_push(&loki, r#"{node="n", job="a"}"#, now);
     assert_eq!(unsorted.status, 400);
-    assert_eq!(loki.lines(&[("job", "a")]).len(), 1, "only the valid push was stored");
+    assert_eq!(
+        loki.lines(&[("job", "a")]).len(),
+        1,
+        "only the valid push was stored"
+    );
     let q = http::encode(r#"{job="a"} |= "fine""#);
     let r = http::get(loki.port, &format!("/loki/api/v1/query_range?query={q}")).unwrap();
     assert!(r.body.contains(r#""fine""#), "{}", r.body);
@@ -184,16 +336,31 @@ fn lines_spill_to_disk_while_loki_is_down_and_all_arrive_later() {
     for (seq, first) in (1..=4).zip((0..).step_by(2500)) {
         post(&c, &access_batch(seq, first, 2500));
     }
-    wait_until("batches on disk", || std::fs::read_dir(&spool).unwrap().count() > 0);
+    wait_until("batches on disk", || {
+        std::fs::read_dir(&spool).unwrap().count() > 0
+    });
     assert!(c.value("vigil_loki_spool_bytes", &[]) > 0.0);
     let loki = LokiServer::start_on(port);
-    wait_until("10000 lines", || loki.lines(&[("source", "nginx_access")]).len() >= 10_000);
+    wait_until("10000 lines", || {
+        loki.lines(&[("source", "nginx_access")]).len() >= 10_000
+    });
     std::thread::sleep(Duration::from_millis(500));
     let lines = loki.lines(&[("source", "nginx_access")]);
-    let mut ids: Vec<&str> = lines.iter().map(|l| l.line.split_whitespace().nth(4).unwrap()).collect();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l.line.split_whitespace().nth(4).unwrap())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!((lines.len(), ids.len()), (10_000, 10_000), "each line exactly once");
+    assert_eq!(
+        (lines.len(), ids.len()),
+        (10_000, 10_000),
+        "each line exactly once"
+    );
     assert_eq!(c.value("vigil_loki_lines_dropped_total", &[]), 0.0);
-    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "spool emptied");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "spool emptied"
+    );
 }

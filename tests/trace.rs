@@ -15,26 +15,43 @@ use vigil_e2e::{
 /// The records for `port`; the machine is shared, other traffic is ignored.
 fn records_for(records: &[Value], port: u16) -> Vec<&Value> {
     let dst = format!("127.0.0.1:{port}");
-    records.iter().filter(|r| r["dst"] == dst.as_str()).collect()
+    records
+        .iter()
+        .filter(|r| r["dst"] == dst.as_str())
+        .collect()
 }
 
 fn assert_from_nginx_worker(record: &Value, nginx: &Nginx) {
     assert_eq!(record["comm"], "nginx", "{record}");
     let pid = record["pid"].as_u64().unwrap() as u32;
-    assert_eq!(ppid(pid), Some(nginx.master_pid()), "pid {pid} is not our nginx's worker");
+    assert_eq!(
+        ppid(pid),
+        Some(nginx.master_pid()),
+        "pid {pid} is not our nginx's worker"
+    );
 }
 
 fn only_record(records: &[Value], port: u16) -> &Value {
     let mine = records_for(records, port);
-    assert_eq!(mine.len(), 1, "expected one connection to {port}, got {mine:#?}");
+    assert_eq!(
+        mine.len(),
+        1,
+        "expected one connection to {port}, got {mine:#?}"
+    );
     mine[0]
 }
 
 #[test]
 fn healthy_upstream_is_ok_with_first_byte_time() {
     let upstream = http_ok(Duration::from_millis(200));
-    let nginx = Nginx::start("ok", &[Route { path: "/", upstream_port: upstream.port }],
-        "proxy_connect_timeout 5s; proxy_read_timeout 5s;");
+    let nginx = Nginx::start(
+        "ok",
+        &[Route {
+            path: "/",
+            upstream_port: upstream.port,
+        }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 5s;",
+    );
     let trace = Trace::start(&[upstream.port]);
     assert_eq!(http_get(nginx.port, "/"), 200);
     let records = trace.wait_for(upstream.port, 1).stop();
@@ -42,7 +59,10 @@ fn healthy_upstream_is_ok_with_first_byte_time() {
     assert_eq!(r["result"], "ok");
     assert_from_nginx_worker(r, &nginx);
     let first_byte = r["first_byte_ms"].as_f64().expect("first byte measured");
-    assert!((195.0..2000.0).contains(&first_byte), "first_byte_ms {first_byte}");
+    assert!(
+        (195.0..2000.0).contains(&first_byte),
+        "first_byte_ms {first_byte}"
+    );
     assert!(r["connect_ms"].as_f64().unwrap() < 1000.0);
     assert_eq!(r["silent_close"], false);
     assert!(r["bytes_sent"].as_u64().unwrap() > 0 && r["bytes_received"].as_u64().unwrap() > 0);
@@ -51,8 +71,14 @@ fn healthy_upstream_is_ok_with_first_byte_time() {
 #[test]
 fn closed_port_is_refused_and_nginx_answers_502() {
     let closed = free_port();
-    let nginx = Nginx::start("refused", &[Route { path: "/", upstream_port: closed }],
-        "proxy_connect_timeout 5s;");
+    let nginx = Nginx::start(
+        "refused",
+        &[Route {
+            path: "/",
+            upstream_port: closed,
+        }],
+        "proxy_connect_timeout 5s;",
+    );
     let trace = Trace::start(&[closed]);
     assert_eq!(http_get(nginx.port, "/"), 502);
     let records = trace.wait_for(closed, 1).stop();
@@ -64,14 +90,23 @@ fn closed_port_is_refused_and_nginx_answers_502() {
         assert_eq!(r["errno"], 111);
         assert_from_nginx_worker(r, &nginx);
     }
-    assert!(nginx.error_log().contains("(111: "), "nginx error.log names errno 111");
+    assert!(
+        nginx.error_log().contains("(111: "),
+        "nginx error.log names errno 111"
+    );
 }
 
 #[test]
 fn upstream_that_never_answers_is_a_silent_close_and_504() {
     let upstream = silent();
-    let nginx = Nginx::start("silent", &[Route { path: "/", upstream_port: upstream.port }],
-        "proxy_connect_timeout 5s; proxy_read_timeout 1s;");
+    let nginx = Nginx::start(
+        "silent",
+        &[Route {
+            path: "/",
+            upstream_port: upstream.port,
+        }],
+        "proxy_connect_timeout 5s; proxy_read_timeout 1s;",
+    );
     let trace = Trace::start(&[upstream.port]);
     assert_eq!(http_get(nginx.port, "/"), 504);
     let records = trace.wait_for(upstream.port, 1).stop();
@@ -82,24 +117,39 @@ fn upstream_that_never_answers_is_a_silent_close_and_504() {
     assert_eq!(r["closed_by"], "client");
     assert_from_nginx_worker(r, &nginx);
     let lived = r["duration_ms"].as_f64().unwrap();
-    assert!(lived >= 950.0, "closed at proxy_read_timeout, lived {lived} ms");
+    assert!(
+        lived >= 950.0,
+        "closed at proxy_read_timeout, lived {lived} ms"
+    );
 }
 
 #[test]
 fn dropped_syns_are_a_connect_timeout_and_504() {
     let port = free_port();
     let _drop = SynDrop::new(port);
-    let nginx = Nginx::start("timeout", &[Route { path: "/", upstream_port: port }],
-        "proxy_connect_timeout 1500ms;");
+    let nginx = Nginx::start(
+        "timeout",
+        &[Route {
+            path: "/",
+            upstream_port: port,
+        }],
+        "proxy_connect_timeout 1500ms;",
+    );
     let trace = Trace::start(&[port]);
     assert_eq!(http_get(nginx.port, "/"), 504);
     let records = trace.wait_for(port, 1).stop();
     let r = only_record(&records, port);
     assert_eq!(r["result"], "timeout");
-    assert!(r["syn_retransmits"].as_u64().unwrap() >= 1, "SYN retried before nginx gave up");
+    assert!(
+        r["syn_retransmits"].as_u64().unwrap() >= 1,
+        "SYN retried before nginx gave up"
+    );
     assert_from_nginx_worker(r, &nginx);
     let waited = r["connect_ms"].as_f64().unwrap();
-    assert!(waited >= 1400.0, "nginx gave up at proxy_connect_timeout, waited {waited} ms");
+    assert!(
+        waited >= 1400.0,
+        "nginx gave up at proxy_connect_timeout, waited {waited} ms"
+    );
 }
 
 #[test]
@@ -111,16 +161,31 @@ fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reporte
     let closed = free_port();
     let nginx = Nginx::start(
         "fallback",
-        &[Route { path: "/ok", upstream_port: upstream.port }, Route { path: "/down", upstream_port: closed }],
+        &[
+            Route {
+                path: "/ok",
+                upstream_port: upstream.port,
+            },
+            Route {
+                path: "/down",
+                upstream_port: closed,
+            },
+        ],
         "proxy_connect_timeout 5s; proxy_read_timeout 5s;",
     );
-    let trace = Trace::start_with_env(&[upstream.port, closed], &[("VIGIL_DISABLE_PROBES", disabled)]);
+    let trace = Trace::start_with_env(
+        &[upstream.port, closed],
+        &[("VIGIL_DISABLE_PROBES", disabled)],
+    );
     assert_eq!(http_get(nginx.port, "/ok"), 200);
     assert_eq!(http_get(nginx.port, "/down"), 502);
     let records = trace.wait_for(upstream.port, 1).wait_for(closed, 1).stop();
     let ok = only_record(&records, upstream.port);
     assert_eq!(ok["result"], "ok");
-    assert!(ok["first_byte_ms"].as_f64().unwrap() >= 95.0, "tcp_probe measured the first byte");
+    assert!(
+        ok["first_byte_ms"].as_f64().unwrap() >= 95.0,
+        "tcp_probe measured the first byte"
+    );
     assert_eq!(ok["dst"], format!("127.0.0.1:{}", upstream.port).as_str());
     assert_from_nginx_worker(ok, &nginx);
     for r in records_for(&records, closed) {
@@ -136,7 +201,10 @@ fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reporte
     assert_eq!(caps["programs"]["connect_outcomes"], "inet_sock_set_state");
     assert_eq!(caps["programs"]["first_byte"], "tcp_probe");
     let missing = caps["missing"].as_array().unwrap();
-    assert!(missing.iter().any(|m| m["capability"] == "syn_retransmits"), "{caps}");
+    assert!(
+        missing.iter().any(|m| m["capability"] == "syn_retransmits"),
+        "{caps}"
+    );
 }
 
 #[test]
@@ -145,9 +213,18 @@ fn without_privileges_trace_says_what_it_needs() {
     let dir = vigil_e2e::scratch_dir("unprivileged");
     let copy = dir.join("vigil-agent");
     std::fs::copy(vigil_e2e::bin("vigil-agent"), &copy).unwrap();
-    std::process::Command::new("chmod").args(["-R", "a+rX"]).arg(&dir).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&dir)
+        .status()
+        .unwrap();
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(&copy)
         .args(["trace", "--ports", "8080"])
         .env("RUST_BACKTRACE", "0")
@@ -155,6 +232,9 @@ fn without_privileges_trace_says_what_it_needs() {
         .expect("setpriv (util-linux)");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("needs root (or CAP_BPF + CAP_PERFMON)"), "{stderr}");
+    assert!(
+        stderr.contains("needs root (or CAP_BPF + CAP_PERFMON)"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "no records without probes");
 }

@@ -21,9 +21,7 @@ use vigil_agent_ebpf::{
     setting, stat, tcp_state, Connection, ConnectionClosed,
 };
 
-use crate::maps::{
-    count, now_ns, port_watched, setting, tracked, CONNECTIONS, CONNECTION_EVENTS,
-};
+use crate::maps::{count, now_ns, port_watched, setting, tracked, CONNECTIONS, CONNECTION_EVENTS};
 
 const IPPROTO_TCP: u16 = 6;
 const AF_INET: u16 = 2;
@@ -87,8 +85,8 @@ impl Source<'_> {
             // The verifier refuses ctx loads at computed offsets (the compiler merges the
             // two constants into one): read these through the helper.
             Source::Record(ctx) if family == AF_INET => {
-                let v4: [u8; 4] =
-                    unsafe { ctx.read_at(if local { ss::SADDR } else { ss::DADDR }) }.unwrap_or_default();
+                let v4: [u8; 4] = unsafe { ctx.read_at(if local { ss::SADDR } else { ss::DADDR }) }
+                    .unwrap_or_default();
                 addr[..4].copy_from_slice(&v4);
             }
             Source::Record(ctx) => {
@@ -96,12 +94,20 @@ impl Source<'_> {
                 addr = unsafe { ctx.read_at(at) }.unwrap_or_default();
             }
             Source::Sock(sk) if family == AF_INET => {
-                let which = if local { setting::SOCK_SADDR } else { setting::SOCK_DADDR };
+                let which = if local {
+                    setting::SOCK_SADDR
+                } else {
+                    setting::SOCK_DADDR
+                };
                 let v4: u32 = unsafe { Self::sock(*sk, which) };
                 addr[..4].copy_from_slice(&v4.to_ne_bytes());
             }
             Source::Sock(sk) => {
-                let which = if local { setting::SOCK_V6_SADDR } else { setting::SOCK_V6_DADDR };
+                let which = if local {
+                    setting::SOCK_V6_SADDR
+                } else {
+                    setting::SOCK_V6_DADDR
+                };
                 addr = unsafe { Self::sock(*sk, which) };
             }
         }
@@ -123,7 +129,11 @@ pub fn inet_sock_set_state_raw(ctx: RawTracePointContext) -> i32 {
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file, checked by the agent.
     unsafe {
-        let (sk, old, new) = (record(&ctx, ss::SKADDR), record(&ctx, ss::OLDSTATE), record(&ctx, ss::NEWSTATE));
+        let (sk, old, new) = (
+            record(&ctx, ss::SKADDR),
+            record(&ctx, ss::OLDSTATE),
+            record(&ctx, ss::NEWSTATE),
+        );
         on_state_change(Source::Record(&ctx), sk, old, new);
     }
     0

@@ -43,8 +43,9 @@ pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
     // A bare FIN wakes readers too: only bytes actually received count.
     let received = match setting(setting::TCP_BYTES_RECEIVED) {
         // SAFETY: offset from BTF; probe_read tolerates a bad pointer.
-        Some(off) => unsafe { bpf_probe_read_kernel((skaddr as usize + off) as *const u64) }
-            .unwrap_or(0),
+        Some(off) => {
+            unsafe { bpf_probe_read_kernel((skaddr as usize + off) as *const u64) }.unwrap_or(0)
+        }
         None => 0,
     };
     if received > 0 {

@@ -83,8 +83,14 @@ pub mod setting {
 
     /// What the raw `inet_sock_set_state` program reads from the socket itself.
     pub const SOCK_FIELDS: &[u32] = &[
-        SOCK_FAMILY, SOCK_DPORT, SOCK_SPORT, SOCK_DADDR, SOCK_SADDR, SOCK_V6_DADDR,
-        SOCK_V6_SADDR, SOCK_PROTOCOL,
+        SOCK_FAMILY,
+        SOCK_DPORT,
+        SOCK_SPORT,
+        SOCK_DADDR,
+        SOCK_SADDR,
+        SOCK_V6_DADDR,
+        SOCK_V6_SADDR,
+        SOCK_PROTOCOL,
     ];
 }
 
@@ -182,30 +188,54 @@ pub mod fields {
     pub type Layout = (&'static str, &'static str, &'static [(&'static str, usize)]);
 
     pub const LAYOUTS: &[Layout] = &[
-        ("sock", "inet_sock_set_state", &[
-            ("skaddr", inet_sock_set_state::SKADDR),
-            ("oldstate", inet_sock_set_state::OLDSTATE),
-            ("newstate", inet_sock_set_state::NEWSTATE),
-            ("sport", inet_sock_set_state::SPORT),
-            ("dport", inet_sock_set_state::DPORT),
-            ("family", inet_sock_set_state::FAMILY),
-            ("protocol", inet_sock_set_state::PROTOCOL),
-            ("saddr", inet_sock_set_state::SADDR),
-            ("daddr", inet_sock_set_state::DADDR),
-            ("saddr_v6", inet_sock_set_state::SADDR_V6),
-            ("daddr_v6", inet_sock_set_state::DADDR_V6),
-        ]),
-        ("tcp", "tcp_retransmit_skb", &[
-            ("skaddr", tcp_retransmit_skb::SKADDR),
-            ("state", tcp_retransmit_skb::STATE),
-        ]),
-        ("tcp", "tcp_receive_reset", &[("skaddr", tcp_receive_reset::SKADDR)]),
-        ("tcp", "tcp_send_reset", &[("skaddr", tcp_send_reset::SKADDR)]),
-        ("tcp", "tcp_probe", &[
-            ("data_len", tcp_probe::DATA_LEN),
-            ("skaddr", tcp_probe::SKADDR),
-        ]),
-        ("sched", "sched_process_exit", &[("group_dead", sched_process_exit::GROUP_DEAD)]),
+        (
+            "sock",
+            "inet_sock_set_state",
+            &[
+                ("skaddr", inet_sock_set_state::SKADDR),
+                ("oldstate", inet_sock_set_state::OLDSTATE),
+                ("newstate", inet_sock_set_state::NEWSTATE),
+                ("sport", inet_sock_set_state::SPORT),
+                ("dport", inet_sock_set_state::DPORT),
+                ("family", inet_sock_set_state::FAMILY),
+                ("protocol", inet_sock_set_state::PROTOCOL),
+                ("saddr", inet_sock_set_state::SADDR),
+                ("daddr", inet_sock_set_state::DADDR),
+                ("saddr_v6", inet_sock_set_state::SADDR_V6),
+                ("daddr_v6", inet_sock_set_state::DADDR_V6),
+            ],
+        ),
+        (
+            "tcp",
+            "tcp_retransmit_skb",
+            &[
+                ("skaddr", tcp_retransmit_skb::SKADDR),
+                ("state", tcp_retransmit_skb::STATE),
+            ],
+        ),
+        (
+            "tcp",
+            "tcp_receive_reset",
+            &[("skaddr", tcp_receive_reset::SKADDR)],
+        ),
+        (
+            "tcp",
+            "tcp_send_reset",
+            &[("skaddr", tcp_send_reset::SKADDR)],
+        ),
+        (
+            "tcp",
+            "tcp_probe",
+            &[
+                ("data_len", tcp_probe::DATA_LEN),
+                ("skaddr", tcp_probe::SKADDR),
+            ],
+        ),
+        (
+            "sched",
+            "sched_process_exit",
+            &[("group_dead", sched_process_exit::GROUP_DEAD)],
+        ),
     ];
 }
 

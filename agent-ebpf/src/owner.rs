@@ -3,8 +3,7 @@
 //! agent found in BTF.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -15,7 +14,6 @@ use crate::{
     connect::record,
     maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS},
 };
-
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {

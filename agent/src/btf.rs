@@ -6,7 +6,10 @@ use std::{collections::HashMap, path::Path};
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read {path}: {source} (kernel BTF needs CONFIG_DEBUG_INFO_BTF=y)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not a BTF blob: {0}")]
     Format(&'static str),
 }
@@ -55,7 +58,9 @@ impl KernelBtf {
 
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != BTF_MAGIC {
-            return Err(BtfError::Format("bad magic (only little-endian BTF is supported)"));
+            return Err(BtfError::Format(
+                "bad magic (only little-endian BTF is supported)",
+            ));
         }
         let hdr_len = u32_at(data, 4)? as usize;
         let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
@@ -69,7 +74,11 @@ impl KernelBtf {
             .ok_or(BtfError::Format("string section out of bounds"))?
             .to_vec();
         let types = parse_types(type_bytes)?;
-        let mut btf = KernelBtf { strings, types, by_name: HashMap::new() };
+        let mut btf = KernelBtf {
+            strings,
+            types,
+            by_name: HashMap::new(),
+        };
         for (index, t) in btf.types.iter().enumerate() {
             if t.kind == KIND_STRUCT && t.name_off != 0 {
                 let name = btf.str_at(t.name_off).to_owned();
@@ -128,10 +137,10 @@ fn parse_types(b: &[u8]) -> Result<Vec<Type>, BtfError> {
         at += 12;
         let mut members = Vec::new();
         let extra = match kind {
-            1 | 14 | 17 => 4,         // INT, VAR, DECL_TAG
-            3 => 12,                  // ARRAY
-            6 | 13 => 8 * vlen,       // ENUM, FUNC_PROTO
-            15 | 19 => 12 * vlen,     // DATASEC, ENUM64
+            1 | 14 | 17 => 4,     // INT, VAR, DECL_TAG
+            3 => 12,              // ARRAY
+            6 | 13 => 8 * vlen,   // ENUM, FUNC_PROTO
+            15 | 19 => 12 * vlen, // DATASEC, ENUM64
             KIND_STRUCT | KIND_UNION => {
                 for i in 0..vlen {
                     let m = at + 12 * i;
@@ -139,7 +148,11 @@ fn parse_types(b: &[u8]) -> Result<Vec<Type>, BtfError> {
                     members.push(Member {
                         name_off: u32_at(b, m)?,
                         type_id: u32_at(b, m + 4)?,
-                        bit_offset: if kind_flag == 1 { offset & 0x00ff_ffff } else { offset },
+                        bit_offset: if kind_flag == 1 {
+                            offset & 0x00ff_ffff
+                        } else {
+                            offset
+                        },
                     });
                 }
                 12 * vlen
@@ -148,7 +161,11 @@ fn parse_types(b: &[u8]) -> Result<Vec<Type>, BtfError> {
             _ => return Err(BtfError::Format("unknown BTF kind")),
         };
         at += extra;
-        types.push(Type { name_off, kind, members });
+        types.push(Type {
+            name_off,
+            kind,
+            members,
+        });
     }
     Ok(types)
 }
@@ -174,6 +191,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(KernelBtf::parse(b"not btf at all, really not"), Err(BtfError::Format(_))));
+        assert!(matches!(
+            KernelBtf::parse(b"not btf at all, really not"),
+            Err(BtfError::Format(_))
+        ));
     }
 }

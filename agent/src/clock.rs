@@ -6,7 +6,10 @@ pub struct MonotonicClock {
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(id, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -14,7 +17,9 @@ fn clock_ns(id: libc::clockid_t) -> i128 {
 
 impl MonotonicClock {
     pub fn now() -> Self {
-        MonotonicClock { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) }
+        MonotonicClock {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+        }
     }
 
     /// Unix time in ns of a monotonic timestamp.
@@ -64,7 +69,10 @@ mod tests {
     #[test]
     fn formats_utc() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(super::rfc3339(1_795_602_838_123_456_789), "2026-11-25T10:33:58.123456Z");
+        assert_eq!(
+            super::rfc3339(1_795_602_838_123_456_789),
+            "2026-11-25T10:33:58.123456Z"
+        );
     }
 }
 
@@ -96,7 +104,10 @@ mod parse_tests {
     #[test]
     fn parses_what_rfc3339_writes() {
         let ns: i128 = 1_795_602_838_123_456_789;
-        assert_eq!(super::parse_rfc3339_ms(&super::rfc3339(ns)), Some(1_795_602_838_123));
+        assert_eq!(
+            super::parse_rfc3339_ms(&super::rfc3339(ns)),
+            Some(1_795_602_838_123)
+        );
         assert_eq!(super::parse_rfc3339_ms("garbage"), None);
     }
 }

@@ -105,7 +105,10 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         let now = rfc3339(unix_now_ns());
         for change in node.refresh(&now)? {
             if args.watch {
-                emit(&Output::Change { ts: now.clone(), change })?;
+                emit(&Output::Change {
+                    ts: now.clone(),
+                    change,
+                })?;
             }
         }
         let samples = node.sample();

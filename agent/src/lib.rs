@@ -14,12 +14,12 @@ pub mod outbox;
 pub mod owners;
 pub mod ports;
 pub mod probes;
-pub mod run;
 pub mod procs;
-pub mod trace;
-pub mod tracker;
+pub mod run;
 pub mod ship;
-pub mod upstreams;
-pub mod watch;
 #[cfg(test)]
 mod test_support;
+pub mod trace;
+pub mod tracker;
+pub mod upstreams;
+pub mod watch;

@@ -47,7 +47,7 @@ fn request(family: u8) -> Vec<u8> {
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     msg.extend_from_slice(&flags.to_ne_bytes());
     msg.extend_from_slice(&[0; 8]); // seq, pid
-    // inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid.
+                                    // inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed sockid.
     msg.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
     msg.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
     msg.resize(len as usize, 0);
@@ -56,7 +56,13 @@ fn request(family: u8) -> Vec<u8> {
 
 fn dump(family: u8) -> Result<Vec<Listener>, ListenerError> {
     // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error().into());
     }
@@ -82,7 +88,11 @@ fn dump(family: u8) -> Result<Vec<Listener>, ListenerError> {
 }
 
 /// Parses one datagram of netlink messages; true once NLMSG_DONE is seen.
-fn parse_messages(mut data: &[u8], family: u8, out: &mut Vec<Listener>) -> Result<bool, ListenerError> {
+fn parse_messages(
+    mut data: &[u8],
+    family: u8,
+    out: &mut Vec<Listener>,
+) -> Result<bool, ListenerError> {
     let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes(b[at..at + 4].try_into().unwrap());
     while data.len() >= NLMSG_HDR {
         let len = u32_at(data, 0) as usize;
@@ -139,7 +149,10 @@ mod tests {
         let _a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let _b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let all = tcp_listeners().expect("sock_diag works");
-        let mine = all.iter().find(|l| l.addr.port() == port).expect("our listener");
+        let mine = all
+            .iter()
+            .find(|l| l.addr.port() == port)
+            .expect("our listener");
         assert_eq!(mine.addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(mine.accept_queue, 2);
         assert_eq!(mine.backlog, 128, "std's listen backlog");
@@ -152,6 +165,9 @@ mod tests {
         msg[0..4].copy_from_slice(&20u32.to_ne_bytes());
         msg[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         msg[16..20].copy_from_slice(&(-13i32).to_ne_bytes());
-        assert!(matches!(parse_messages(&msg, 2, &mut Vec::new()), Err(ListenerError::Kernel(13))));
+        assert!(matches!(
+            parse_messages(&msg, 2, &mut Vec::new()),
+            Err(ListenerError::Kernel(13))
+        ));
     }
 }

@@ -5,7 +5,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vigil_agent::{inspect, ports, run, trace};
 
-
 #[derive(Parser)]
 #[command(name = "vigil-agent", version, about = "vigil's per-node agent")]
 struct Cli {
@@ -82,9 +81,13 @@ enum Command {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration like 30s"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
     let secs = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
@@ -104,17 +107,30 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Trace { ports, duration } => {
             let ports = ports::parse_port_list(&ports).context("--ports")?;
             runtime.block_on(trace::run(ports, duration))
         }
         Command::Run {
-            collector, token_file, node, ports, nginx_error_log, nginx_access_log, state_dir,
-            interval, spool_memory_mib, spool_disk_mib,
+            collector,
+            token_file,
+            node,
+            ports,
+            nginx_error_log,
+            nginx_access_log,
+            state_dir,
+            interval,
+            spool_memory_mib,
+            spool_disk_mib,
         } => {
-            let ports = ports.map(|p| ports::parse_port_list(&p)).transpose().context("--ports")?;
+            let ports = ports
+                .map(|p| ports::parse_port_list(&p))
+                .transpose()
+                .context("--ports")?;
             runtime.block_on(run::run(run::RunArgs {
                 collector,
                 token_file,
@@ -128,8 +144,18 @@ fn main() -> anyhow::Result<()> {
                 spool_disk_bytes: spool_disk_mib << 20,
             }))
         }
-        Command::Inspect { ports, interval, watch, duration, nginx_error_log, nginx_access_log } => {
-            let ports = ports.map(|p| ports::parse_port_list(&p)).transpose().context("--ports")?;
+        Command::Inspect {
+            ports,
+            interval,
+            watch,
+            duration,
+            nginx_error_log,
+            nginx_access_log,
+        } => {
+            let ports = ports
+                .map(|p| ports::parse_port_list(&p))
+                .transpose()
+                .context("--ports")?;
             runtime.block_on(inspect::run(inspect::InspectArgs {
                 ports,
                 interval,

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use crate::{
     nginx::{
-        dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail,
-        NginxConfig, NginxInstance, ProxyTarget, TailLine, UpstreamError,
+        dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail, NginxConfig,
+        NginxInstance, ProxyTarget, TailLine, UpstreamError,
     },
     procs::ProcessSample,
 };
@@ -62,8 +62,14 @@ pub struct NginxSnapshot {
 /// One line from an nginx log.
 #[derive(Debug, Clone)]
 pub enum LogEvent {
-    Error { line: TailLine, record: Option<Box<ErrorLogRecord>> },
-    Access { line: TailLine, record: Option<AccessSummary> },
+    Error {
+        line: TailLine,
+        record: Option<Box<ErrorLogRecord>>,
+    },
+    Access {
+        line: TailLine,
+        record: Option<AccessSummary>,
+    },
 }
 
 /// What the agent uses of an access log line.
@@ -90,7 +96,10 @@ fn read_config(instance: &NginxInstance) -> Option<NginxConfig> {
     let dump = dump_config(instance)
         .map_err(|e| warn!("cannot read nginx's configuration: {e}"))
         .ok()?;
-    let prefix = instance.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    let prefix = instance
+        .prefix
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
     NginxConfig::parse(&dump, &prefix)
         .map_err(|e| warn!("cannot parse `nginx -T` output: {e}"))
         .ok()
@@ -134,14 +143,27 @@ impl NginxView {
             .map(|(p, f)| (LogTail::open_at_end(p), f))
             .collect();
         for i in &instances {
-            info!(master = i.master_pid, workers = i.worker_pids.len(), "found nginx");
+            info!(
+                master = i.master_pid,
+                workers = i.worker_pids.len(),
+                "found nginx"
+            );
         }
-        Some(NginxView { instances, configs, error_logs, access_logs, tally: LogTally::default() })
+        Some(NginxView {
+            instances,
+            configs,
+            error_logs,
+            access_logs,
+            tally: LogTally::default(),
+        })
     }
 
     /// Destination ports of every upstream in nginx's configuration.
     pub fn upstream_ports(&self) -> BTreeSet<u16> {
-        self.configs.iter().flat_map(|c| c.upstream_ports()).collect()
+        self.configs
+            .iter()
+            .flat_map(|c| c.upstream_ports())
+            .collect()
     }
 
     pub fn master_pids(&self) -> Vec<u32> {
@@ -184,17 +206,36 @@ impl NginxView {
         let pids = self.pids();
         NginxSnapshot {
             master_pids: self.instances.iter().map(|i| i.master_pid).collect(),
-            processes: samples.iter().filter(|s| pids.contains(&s.pid)).cloned().collect(),
-            proxies: self.configs.iter().flat_map(|c| &c.proxies).map(|p| ProxySummary {
-                location: p.location.clone(),
-                target: match &p.target {
-                    ProxyTarget::Upstream(s) | ProxyTarget::Address(s) | ProxyTarget::Dynamic(s) => s.clone(),
-                },
-                connect_timeout_ms: p.connect_timeout.as_millis(),
-                read_timeout_ms: p.read_timeout.as_millis(),
-            }).collect(),
-            error_logs: self.error_logs.iter().map(|t| t.path().to_owned()).collect(),
-            access_logs: self.access_logs.iter().map(|(t, _)| t.path().to_owned()).collect(),
+            processes: samples
+                .iter()
+                .filter(|s| pids.contains(&s.pid))
+                .cloned()
+                .collect(),
+            proxies: self
+                .configs
+                .iter()
+                .flat_map(|c| &c.proxies)
+                .map(|p| ProxySummary {
+                    location: p.location.clone(),
+                    target: match &p.target {
+                        ProxyTarget::Upstream(s)
+                        | ProxyTarget::Address(s)
+                        | ProxyTarget::Dynamic(s) => s.clone(),
+                    },
+                    connect_timeout_ms: p.connect_timeout.as_millis(),
+                    read_timeout_ms: p.read_timeout.as_millis(),
+                })
+                .collect(),
+            error_logs: self
+                .error_logs
+                .iter()
+                .map(|t| t.path().to_owned())
+                .collect(),
+            access_logs: self
+                .access_logs
+                .iter()
+                .map(|(t, _)| t.path().to_owned())
+                .collect(),
             logs: self.tally.clone(),
         }
     }

@@ -68,7 +68,10 @@ impl Outbox {
         batch.created_unix_ms = (crate::clock::unix_now_ns() / 1_000_000) as i64;
         self.next_sequence += 1;
         self.opened = Instant::now();
-        Some(Sealed { sequence: batch.sequence, body: batch.encode_compressed() })
+        Some(Sealed {
+            sequence: batch.sequence,
+            body: batch.encode_compressed(),
+        })
     }
 }
 
@@ -164,7 +167,12 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
                 r.unix_ns = rec.timestamp * 1_000_000_000;
                 r.level = format!("{:?}", rec.level).to_lowercase();
                 r.errno = rec.errno.unwrap_or(0);
-                r.upstream_error = rec.upstream_error.as_ref().map(upstream_error_name).unwrap_or("").to_owned();
+                r.upstream_error = rec
+                    .upstream_error
+                    .as_ref()
+                    .map(upstream_error_name)
+                    .unwrap_or("")
+                    .to_owned();
                 r.upstream = rec.upstream.unwrap_or_default();
                 r.server = rec.server.unwrap_or_default();
                 r.request = rec.request.unwrap_or_default();
@@ -180,7 +188,10 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
                 truncated: line.truncated,
                 line: line.text,
                 status: status.map_or(0, u32::from),
-                upstream_addr: record.as_ref().and_then(|r| r.upstream_addr.clone()).unwrap_or_default(),
+                upstream_addr: record
+                    .as_ref()
+                    .and_then(|r| r.upstream_addr.clone())
+                    .unwrap_or_default(),
                 request_time: record.and_then(|r| r.request_time),
             });
         }

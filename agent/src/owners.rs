@@ -26,15 +26,23 @@ pub fn socket_holders(proc_root: &Path, inodes: &HashSet<u64>) -> HashMap<u64, V
         return holders;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
             continue;
         };
         for fd in fds.flatten() {
-            let Ok(target) = fs::read_link(fd.path()) else { continue };
-            let Some(inode) = socket_inode(&target.to_string_lossy()) else { continue };
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(inode) = socket_inode(&target.to_string_lossy()) else {
+                continue;
+            };
             if inodes.contains(&inode) {
                 let pids = holders.entry(inode).or_default();
                 if !pids.contains(&pid) {
@@ -48,12 +56,20 @@ pub fn socket_holders(proc_root: &Path, inodes: &HashSet<u64>) -> HashMap<u64, V
 
 /// `socket:[12345]` → 12345.
 fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 pub fn parent_pid(proc_root: &Path, pid: u32) -> Option<u32> {
     let status = fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim().parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The holder whose parent does not hold the socket too: the master of a pre-fork server.
@@ -67,7 +83,10 @@ pub fn top_holder(proc_root: &Path, holders: &[u32]) -> Option<u32> {
 
 pub fn identity(proc_root: &Path, pid: u32) -> ProcessIdentity {
     let dir = proc_root.join(pid.to_string());
-    let comm = fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
+    let comm = fs::read_to_string(dir.join("comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let cmdline = fs::read(dir.join("cmdline"))
         .map(|raw| {
             raw.split(|&b| b == 0)
@@ -126,7 +145,9 @@ fn pod_uid(part: &str) -> Option<String> {
         let uid = rest.rsplit_once("-pod")?.1;
         return (rest.starts_with("kubepods")).then(|| uid.replace('_', "-"));
     }
-    part.strip_prefix("pod").filter(|u| u.len() >= 32).map(str::to_owned)
+    part.strip_prefix("pod")
+        .filter(|u| u.len() >= 32)
+        .map(str::to_owned)
 }
 
 fn container_id(part: &str) -> String {
@@ -150,7 +171,10 @@ mod tests {
         let p = CgroupPlace::parse(
             "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b3c4d_0000_1111_2222_333344445555.slice/cri-containerd-abcdef0123.scope\n",
         );
-        assert_eq!(p.pod_uid.as_deref(), Some("1a2b3c4d-0000-1111-2222-333344445555"));
+        assert_eq!(
+            p.pod_uid.as_deref(),
+            Some("1a2b3c4d-0000-1111-2222-333344445555")
+        );
         assert_eq!(p.container_id.as_deref(), Some("abcdef0123"));
         assert_eq!(p.unit, None);
     }
@@ -160,7 +184,10 @@ mod tests {
         let p = CgroupPlace::parse(
             "12:memory:/kubepods/burstable/pod1a2b3c4d-0000-1111-2222-333344445555/0123abcd\n",
         );
-        assert_eq!(p.pod_uid.as_deref(), Some("1a2b3c4d-0000-1111-2222-333344445555"));
+        assert_eq!(
+            p.pod_uid.as_deref(),
+            Some("1a2b3c4d-0000-1111-2222-333344445555")
+        );
         assert_eq!(p.container_id.as_deref(), Some("0123abcd"));
     }
 

@@ -42,15 +42,30 @@ mod tests {
     #[test]
     fn parses_ranges_and_singles() {
         let p = parse_port_list("8080-8082, 9000").unwrap();
-        assert_eq!(p.into_iter().collect::<Vec<_>>(), vec![8080, 8081, 8082, 9000]);
+        assert_eq!(
+            p.into_iter().collect::<Vec<_>>(),
+            vec![8080, 8081, 8082, 9000]
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(parse_port_list("80a"), Err(PortListError::Invalid(_))));
-        assert!(matches!(parse_port_list("0"), Err(PortListError::Invalid(_))));
-        assert!(matches!(parse_port_list("70000"), Err(PortListError::Invalid(_))));
-        assert!(matches!(parse_port_list("9-1"), Err(PortListError::Backwards(_))));
+        assert!(matches!(
+            parse_port_list("80a"),
+            Err(PortListError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_port_list("0"),
+            Err(PortListError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_port_list("70000"),
+            Err(PortListError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_port_list("9-1"),
+            Err(PortListError::Backwards(_))
+        ));
         assert!(parse_port_list("").is_err());
     }
 }

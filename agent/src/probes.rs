@@ -79,19 +79,76 @@ struct ProbeOption {
 /// Each capability with its options, best first: raw tracepoints skip building the
 /// tracepoint record (cheaper on every socket) but need socket offsets from BTF.
 const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
-    ("connect_outcomes", &[
-        ProbeOption { program: "inet_sock_set_state_raw", attach: Attach::Raw("inet_sock_set_state"), needs: setting::SOCK_FIELDS },
-        ProbeOption { program: "inet_sock_set_state", attach: Attach::Classic("sock", "inet_sock_set_state"), needs: &[] },
-    ]),
-    ("syn_retransmits", &[ProbeOption { program: "tcp_retransmit_skb", attach: Attach::Classic("tcp", "tcp_retransmit_skb"), needs: &[] }]),
-    ("resets_received", &[ProbeOption { program: "tcp_receive_reset", attach: Attach::Classic("tcp", "tcp_receive_reset"), needs: &[] }]),
-    ("resets_sent", &[ProbeOption { program: "tcp_send_reset", attach: Attach::Classic("tcp", "tcp_send_reset"), needs: &[] }]),
-    ("request_sent_time", &[ProbeOption { program: "tcp_sendmsg_locked", attach: Attach::Raw("tcp_sendmsg_locked"), needs: &[] }]),
-    ("first_byte", &[
-        ProbeOption { program: "sk_data_ready", attach: Attach::Raw("sk_data_ready"), needs: &[setting::TCP_BYTES_RECEIVED] },
-        ProbeOption { program: "tcp_probe", attach: Attach::Classic("tcp", "tcp_probe"), needs: &[] },
-    ]),
-    ("owner_exits", &[ProbeOption { program: "sched_process_exit", attach: Attach::Classic("sched", "sched_process_exit"), needs: &[] }]),
+    (
+        "connect_outcomes",
+        &[
+            ProbeOption {
+                program: "inet_sock_set_state_raw",
+                attach: Attach::Raw("inet_sock_set_state"),
+                needs: setting::SOCK_FIELDS,
+            },
+            ProbeOption {
+                program: "inet_sock_set_state",
+                attach: Attach::Classic("sock", "inet_sock_set_state"),
+                needs: &[],
+            },
+        ],
+    ),
+    (
+        "syn_retransmits",
+        &[ProbeOption {
+            program: "tcp_retransmit_skb",
+            attach: Attach::Classic("tcp", "tcp_retransmit_skb"),
+            needs: &[],
+        }],
+    ),
+    (
+        "resets_received",
+        &[ProbeOption {
+            program: "tcp_receive_reset",
+            attach: Attach::Classic("tcp", "tcp_receive_reset"),
+            needs: &[],
+        }],
+    ),
+    (
+        "resets_sent",
+        &[ProbeOption {
+            program: "tcp_send_reset",
+            attach: Attach::Classic("tcp", "tcp_send_reset"),
+            needs: &[],
+        }],
+    ),
+    (
+        "request_sent_time",
+        &[ProbeOption {
+            program: "tcp_sendmsg_locked",
+            attach: Attach::Raw("tcp_sendmsg_locked"),
+            needs: &[],
+        }],
+    ),
+    (
+        "first_byte",
+        &[
+            ProbeOption {
+                program: "sk_data_ready",
+                attach: Attach::Raw("sk_data_ready"),
+                needs: &[setting::TCP_BYTES_RECEIVED],
+            },
+            ProbeOption {
+                program: "tcp_probe",
+                attach: Attach::Classic("tcp", "tcp_probe"),
+                needs: &[],
+            },
+        ],
+    ),
+    (
+        "owner_exits",
+        &[ProbeOption {
+            program: "sched_process_exit",
+            attach: Attach::Classic("sched", "sched_process_exit"),
+            needs: &[],
+        }],
+    ),
 ];
 
 /// (setting index, capability, [(struct, member)] whose offsets add up).
@@ -99,17 +156,61 @@ type OffsetPath = (u32, &'static str, &'static [(&'static str, &'static str)]);
 
 const OFFSETS: &[OffsetPath] = &[
     (setting::SOCK_SK_ERR, "connect_errno", &[("sock", "sk_err")]),
-    (setting::TASK_EXIT_CODE, "exit_status", &[("task_struct", "exit_code")]),
-    (setting::TCP_BYTES_SENT, "bytes_sent", &[("tcp_sock", "bytes_sent")]),
-    (setting::TCP_BYTES_RECEIVED, "bytes_received", &[("tcp_sock", "bytes_received")]),
-    (setting::SOCK_FAMILY, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_family")]),
-    (setting::SOCK_DPORT, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_dport")]),
-    (setting::SOCK_SPORT, "socket_fields", &[("inet_sock", "inet_sport")]),
-    (setting::SOCK_DADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_daddr")]),
-    (setting::SOCK_SADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_rcv_saddr")]),
-    (setting::SOCK_V6_DADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_v6_daddr")]),
-    (setting::SOCK_V6_SADDR, "socket_fields", &[("sock", "__sk_common"), ("sock_common", "skc_v6_rcv_saddr")]),
-    (setting::SOCK_PROTOCOL, "socket_fields", &[("sock", "sk_protocol")]),
+    (
+        setting::TASK_EXIT_CODE,
+        "exit_status",
+        &[("task_struct", "exit_code")],
+    ),
+    (
+        setting::TCP_BYTES_SENT,
+        "bytes_sent",
+        &[("tcp_sock", "bytes_sent")],
+    ),
+    (
+        setting::TCP_BYTES_RECEIVED,
+        "bytes_received",
+        &[("tcp_sock", "bytes_received")],
+    ),
+    (
+        setting::SOCK_FAMILY,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_family")],
+    ),
+    (
+        setting::SOCK_DPORT,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_dport")],
+    ),
+    (
+        setting::SOCK_SPORT,
+        "socket_fields",
+        &[("inet_sock", "inet_sport")],
+    ),
+    (
+        setting::SOCK_DADDR,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_daddr")],
+    ),
+    (
+        setting::SOCK_SADDR,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_rcv_saddr")],
+    ),
+    (
+        setting::SOCK_V6_DADDR,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_v6_daddr")],
+    ),
+    (
+        setting::SOCK_V6_SADDR,
+        "socket_fields",
+        &[("sock", "__sk_common"), ("sock_common", "skc_v6_rcv_saddr")],
+    ),
+    (
+        setting::SOCK_PROTOCOL,
+        "socket_fields",
+        &[("sock", "sk_protocol")],
+    ),
 ];
 
 pub struct Probes {
@@ -134,7 +235,13 @@ impl Probes {
         attach_all(&mut ebpf, &known, &mut capabilities)?;
         let connections = take_ring(&mut ebpf, "CONNECTION_EVENTS")?;
         let exits = take_ring(&mut ebpf, "EXIT_EVENTS")?;
-        Ok(Probes { ebpf, connections, exits, watched_ports: BTreeSet::new(), capabilities })
+        Ok(Probes {
+            ebpf,
+            connections,
+            exits,
+            watched_ports: BTreeSet::new(),
+            capabilities,
+        })
     }
 
     /// Replace the set of watched destination ports.
@@ -144,13 +251,16 @@ impl Probes {
             Array::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
         let words = |set: &BTreeSet<u16>| {
             let mut w = vec![0u64; PORT_BITMAP_WORDS as usize];
-            set.iter().for_each(|&p| w[usize::from(p >> 6)] |= 1 << (p & 63));
+            set.iter()
+                .for_each(|&p| w[usize::from(p >> 6)] |= 1 << (p & 63));
             w
         };
         let (old, new) = (words(&self.watched_ports), words(ports));
         for (index, (before, after)) in old.iter().zip(&new).enumerate() {
             if before != after {
-                bitmap.set(index as u32, after, 0).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+                bitmap
+                    .set(index as u32, after, 0)
+                    .map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
             }
         }
         self.watched_ports = ports.clone();
@@ -162,7 +272,8 @@ impl Probes {
         let map = self.ebpf.map_mut("WATCHED_PIDS").expect("map in object");
         let mut map: HashMap<_, u32, u8> =
             HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
-        map.insert(tgid, 1, 0).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))
+        map.insert(tgid, 1, 0)
+            .map_err(|e| ProbeError::Map("WATCHED_PIDS", e))
     }
 
     pub fn drain_connections(&mut self, mut each: impl FnMut(ConnectionClosed)) -> usize {
@@ -235,7 +346,10 @@ fn check_privileges() -> Result<(), ProbeError> {
 
 /// EPERM without CAP_SYS_RESOURCE is harmless on 6.x (memcg accounting): ignore it quietly.
 fn relax_memlock() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall on a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         debug!("setrlimit(MEMLOCK) refused; fine on kernels with memcg accounting");
@@ -254,7 +368,9 @@ fn ensure_tracefs() -> Result<(), ProbeError> {
     if status.success() && Path::new(TRACEFS).join("events").is_dir() {
         Ok(())
     } else {
-        Err(ProbeError::Tracefs(std::io::Error::other(format!("mount exited with {status}"))))
+        Err(ProbeError::Tracefs(std::io::Error::other(format!(
+            "mount exited with {status}"
+        ))))
     }
 }
 
@@ -273,12 +389,16 @@ fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<BTreeSet<u3
     let mut known = BTreeSet::new();
     for &(index, capability, path) in OFFSETS {
         let offset = btf.as_ref().and_then(|b| {
-            path.iter().map(|(s, m)| b.member_offset(s, m)).sum::<Option<u64>>()
+            path.iter()
+                .map(|(s, m)| b.member_offset(s, m))
+                .sum::<Option<u64>>()
         });
         match offset {
             Some(offset) => {
                 // Stored as offset + 1: 0 means unknown to the probes.
-                settings.set(index, offset + 1, 0).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+                settings
+                    .set(index, offset + 1, 0)
+                    .map_err(|e| ProbeError::Map("SETTINGS", e))?;
                 caps.available.insert(capability);
                 known.insert(index);
             }
@@ -295,11 +415,20 @@ fn write_offsets(ebpf: &mut Ebpf, caps: &mut Capabilities) -> Result<BTreeSet<u3
 /// switch off a misbehaving probe, and how the tests exercise the fallbacks.
 fn disabled_programs() -> Vec<String> {
     std::env::var("VIGIL_DISABLE_PROBES")
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn attach_all(ebpf: &mut Ebpf, known: &BTreeSet<u32>, caps: &mut Capabilities) -> Result<(), ProbeError> {
+fn attach_all(
+    ebpf: &mut Ebpf,
+    known: &BTreeSet<u32>,
+    caps: &mut Capabilities,
+) -> Result<(), ProbeError> {
     let disabled = disabled_programs();
     for &(capability, options) in PROBES_BY_CAPABILITY {
         let mut reasons = Vec::new();
@@ -334,7 +463,9 @@ fn attach_all(ebpf: &mut Ebpf, known: &BTreeSet<u32>, caps: &mut Capabilities) -
 }
 
 fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
-    let prog = ebpf.program_mut(option.program).ok_or("program missing from the object")?;
+    let prog = ebpf
+        .program_mut(option.program)
+        .ok_or("program missing from the object")?;
     match option.attach {
         Attach::Raw(event) => {
             let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
@@ -345,7 +476,8 @@ fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
             check_layout(category, event)?;
             let prog: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
             prog.load().map_err(|e| format!("load: {e}"))?;
-            prog.attach(category, event).map_err(|e| format!("attach: {e}"))?;
+            prog.attach(category, event)
+                .map_err(|e| format!("attach: {e}"))?;
         }
     }
     Ok(())
@@ -353,18 +485,26 @@ fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
 
 /// The probes read fields at fixed offsets; refuse a tracepoint whose layout moved.
 fn check_layout(category: &str, event: &str) -> Result<(), String> {
-    let Some((_, _, expected)) = LAYOUTS.iter().find(|(c, e, _)| *c == category && *e == event)
+    let Some((_, _, expected)) = LAYOUTS
+        .iter()
+        .find(|(c, e, _)| *c == category && *e == event)
     else {
         return Ok(());
     };
-    let path = Path::new(TRACEFS).join("events").join(category).join(event).join("format");
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
     let format = std::fs::read_to_string(&path)
         .map_err(|e| format!("tracepoint not available ({}: {e})", path.display()))?;
     for &(field, offset) in expected.iter() {
         match field_offset(&format, field) {
             Some(actual) if actual == offset => {}
             Some(actual) => {
-                return Err(format!("field {field} at offset {actual}, probe expects {offset}"))
+                return Err(format!(
+                    "field {field} at offset {actual}, probe expects {offset}"
+                ))
             }
             None => return Err(format!("field {field} missing from {}", path.display())),
         }
@@ -382,7 +522,12 @@ pub fn field_offset(format: &str, field: &str) -> Option<usize> {
         if name != field {
             return None;
         }
-        rest.trim().strip_prefix("offset:")?.split(';').next()?.parse().ok()
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .parse()
+            .ok()
     })
 }
 

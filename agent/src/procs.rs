@@ -39,7 +39,8 @@ impl ProcSampler {
             let cpu_ratio = match self.previous.get(&pid) {
                 Some(&(start, prev_ticks, at)) if start == stat.starttime => {
                     let wall = now.duration_since(at).as_secs_f64();
-                    (wall > 0.0).then(|| ticks.saturating_sub(prev_ticks) as f64 / ticks_per_sec / wall)
+                    (wall > 0.0)
+                        .then(|| ticks.saturating_sub(prev_ticks) as f64 / ticks_per_sec / wall)
                 }
                 _ => None,
             };
@@ -78,7 +79,11 @@ mod tests {
     fn a_busy_thread_shows_near_one_core() {
         let me = std::process::id();
         let mut sampler = ProcSampler::default();
-        assert_eq!(sampler.sample(&[me])[0].cpu_ratio, None, "first sample has no ratio");
+        assert_eq!(
+            sampler.sample(&[me])[0].cpu_ratio,
+            None,
+            "first sample has no ratio"
+        );
         let start = Instant::now();
         let mut x = 0u64;
         while start.elapsed().as_millis() < 300 {
@@ -89,6 +94,9 @@ mod tests {
         let ratio = s.cpu_ratio.expect("second sample has a ratio");
         assert!(ratio > 0.3, "busy loop measured at {ratio}");
         assert!(s.rss_bytes > 0 && s.threads >= 1);
-        assert!(sampler.sample(&[u32::MAX]).is_empty(), "missing pid is skipped");
+        assert!(
+            sampler.sample(&[u32::MAX]).is_empty(),
+            "missing pid is skipped"
+        );
     }
 }

@@ -38,12 +38,18 @@ fn read_token(path: &PathBuf) -> anyhow::Result<String> {
         .with_context(|| format!("cannot read --token-file {}", path.display()))?
         .trim()
         .to_owned();
-    anyhow::ensure!(!token.is_empty(), "--token-file {} is empty", path.display());
+    anyhow::ensure!(
+        !token.is_empty(),
+        "--token-file {} is empty",
+        path.display()
+    );
     Ok(token)
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -56,10 +62,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
     let mut watcher = NodeWatcher::start(args.ports.clone(), nginx, true)?;
     let spool_dir = args.state_dir.join("spool");
-    let spool = Spool::open(Some(spool_dir.clone()), args.spool_memory_bytes, args.spool_disk_bytes)
-        .with_context(|| format!("state directory {} must be writable (--state-dir)", args.state_dir.display()))?;
+    let spool = Spool::open(
+        Some(spool_dir.clone()),
+        args.spool_memory_bytes,
+        args.spool_disk_bytes,
+    )
+    .with_context(|| {
+        format!(
+            "state directory {} must be writable (--state-dir)",
+            args.state_dir.display()
+        )
+    })?;
     if !spool.is_empty() {
-        info!(batches = spool.len(), "resending batches spooled by an earlier run");
+        info!(
+            batches = spool.len(),
+            "resending batches spooled by an earlier run"
+        );
     }
     let shipper = Shipper::start(&args.collector, token, spool);
     let started_ms = (unix_now_ns() / 1_000_000) as i64;
@@ -86,12 +104,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             sample(&mut watcher, &mut outbox, &shipper)?;
             let (_, dropped) = shipper.spool_state();
             if dropped > dropped_reported {
-                warn!(dropped = dropped - dropped_reported, "spool bound reached: oldest batches dropped");
+                warn!(
+                    dropped = dropped - dropped_reported,
+                    "spool bound reached: oldest batches dropped"
+                );
                 dropped_reported = dropped;
             }
         }
         if let Some(sealed) = outbox.seal_if_due(stopping) {
-            shipper.enqueue(Spooled { id: format!("{started_ms:013}-{:010}", sealed.sequence), body: sealed.body });
+            shipper.enqueue(Spooled {
+                id: format!("{started_ms:013}-{:010}", sealed.sequence),
+                body: sealed.body,
+            });
         }
         if stopping {
             break;
@@ -110,13 +134,25 @@ fn sample(watcher: &mut NodeWatcher, outbox: &mut Outbox, shipper: &Shipper) -> 
     }
     let samples = watcher.sample();
     let batch = outbox.batch();
-    batch.upstreams.extend(watcher.tracker.states().map(outbox::upstream));
+    batch
+        .upstreams
+        .extend(watcher.tracker.states().map(outbox::upstream));
     batch.processes.extend(samples.iter().map(outbox::process));
-    let probe_stats = watcher.probes.as_ref().map(Probes::stats).unwrap_or_default();
+    let probe_stats = watcher
+        .probes
+        .as_ref()
+        .map(Probes::stats)
+        .unwrap_or_default();
     let missing = watcher
         .probes
         .as_ref()
-        .map(|p| p.capabilities.missing.iter().map(|m| m.capability.to_owned()).collect())
+        .map(|p| {
+            p.capabilities
+                .missing
+                .iter()
+                .map(|m| m.capability.to_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let (spool_bytes, spool_dropped) = shipper.spool_state();
     use std::sync::atomic::Ordering::Relaxed;

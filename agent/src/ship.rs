@@ -63,7 +63,11 @@ impl Backoff {
 
 impl Shipper {
     pub fn start(collector: &str, token: Option<String>, spool: Spool) -> Shipper {
-        let shared = Arc::new(Shared { spool: Mutex::new(spool), wake: Condvar::new(), stopping: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        });
         let stats = Arc::new(ShipStats::default());
         let url = format!("{}/api/v1/ingest", collector.trim_end_matches('/'));
         let (s, st) = (shared.clone(), stats.clone());
@@ -71,7 +75,11 @@ impl Shipper {
             .name("vigil-ship".into())
             .spawn(move || send_loop(&url, token.as_deref(), &s, &st))
             .expect("spawn shipper thread");
-        Shipper { shared, stats, thread: Some(thread) }
+        Shipper {
+            shared,
+            stats,
+            thread: Some(thread),
+        }
     }
 
     pub fn enqueue(&self, batch: Spooled) {
@@ -89,7 +97,8 @@ impl Shipper {
     /// Try to deliver what is queued for up to `grace`, then keep the rest on disk.
     pub fn shutdown(mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && !self.shared.spool.lock().expect("spool lock").is_empty() {
+        while Instant::now() < deadline && !self.shared.spool.lock().expect("spool lock").is_empty()
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
@@ -99,7 +108,10 @@ impl Shipper {
         }
         let mut spool = self.shared.spool.lock().expect("spool lock");
         if !spool.is_empty() {
-            info!(batches = spool.len(), "collector unreachable at shutdown; batches kept in the spool");
+            info!(
+                batches = spool.len(),
+                "collector unreachable at shutdown; batches kept in the spool"
+            );
         }
         let _ = spool.persist();
     }
@@ -111,13 +123,20 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
         .timeout_global(Some(Duration::from_secs(15)))
         .build()
         .into();
-    let mut backoff = Backoff { attempt: 0, seed: u64::from(std::process::id()) | 1 };
+    let mut backoff = Backoff {
+        attempt: 0,
+        seed: u64::from(std::process::id()) | 1,
+    };
     let mut failing_since: Option<Instant> = None;
     loop {
         let batch = {
             let mut spool = shared.spool.lock().expect("spool lock");
             while spool.is_empty() && !shared.stopping.load(Ordering::SeqCst) {
-                spool = shared.wake.wait_timeout(spool, Duration::from_secs(1)).expect("spool lock").0;
+                spool = shared
+                    .wake
+                    .wait_timeout(spool, Duration::from_secs(1))
+                    .expect("spool lock")
+                    .0;
             }
             if shared.stopping.load(Ordering::SeqCst) {
                 return;
@@ -155,14 +174,19 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
 }
 
 fn post(http: &ureq::Agent, url: &str, token: Option<&str>, body: &[u8]) -> Outcome {
-    let mut request = http.post(url).header("Content-Type", vigil_wire::CONTENT_TYPE);
+    let mut request = http
+        .post(url)
+        .header("Content-Type", vigil_wire::CONTENT_TYPE);
     if let Some(token) = token {
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     match request.send(body) {
         Ok(response) => match response.status().as_u16() {
             200..=299 => Outcome::Delivered,
-            401 | 403 => Outcome::Retry(format!("collector says {} (check --token-file)", response.status())),
+            401 | 403 => Outcome::Retry(format!(
+                "collector says {} (check --token-file)",
+                response.status()
+            )),
             408 | 429 => Outcome::Retry(format!("collector says {}", response.status())),
             status @ 400..=499 => Outcome::Refused(status),
             status => Outcome::Retry(format!("collector says {status}")),
@@ -178,7 +202,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_up_to_the_cap() {
-        let mut b = Backoff { attempt: 0, seed: 7 };
+        let mut b = Backoff {
+            attempt: 0,
+            seed: 7,
+        };
         let first = b.next();
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
         for _ in 0..30 {

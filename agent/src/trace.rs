@@ -17,7 +17,10 @@ pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Re
     let mut probes = Probes::load()?;
     probes.set_watched_ports(&ports)?;
     let clock = MonotonicClock::now();
-    info!(ports = ports.len(), "tracing connects to watched ports; one JSON line per connection");
+    info!(
+        ports = ports.len(),
+        "tracing connects to watched ports; one JSON line per connection"
+    );
     // Tells scripts the probes are live before they start traffic.
     eprintln!("vigil-agent trace: ready");
     let deadline = duration.map(|d| Instant::now() + d);
@@ -38,7 +41,10 @@ pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Re
         stdout.flush()?;
         let stats = probes.stats();
         if stats.events_lost > lost_reported {
-            warn!(lost = stats.events_lost - lost_reported, "ring buffer full: events lost");
+            warn!(
+                lost = stats.events_lost - lost_reported,
+                "ring buffer full: events lost"
+            );
             lost_reported = stats.events_lost;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -53,7 +59,11 @@ pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Re
     });
     stdout.flush()?;
     let stats = probes.stats();
-    info!(connects_seen = stats.connects_seen, events_lost = stats.events_lost, "trace done");
+    info!(
+        connects_seen = stats.connects_seen,
+        events_lost = stats.events_lost,
+        "trace done"
+    );
     Ok(())
 }
 

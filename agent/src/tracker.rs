@@ -139,13 +139,20 @@ impl ConnectionRecord {
         } else {
             ClosedBy::Client
         });
-        let request_ns = if c.first_send_ns != 0 { c.first_send_ns } else { c.established_ns };
+        let request_ns = if c.first_send_ns != 0 {
+            c.first_send_ns
+        } else {
+            c.established_ns
+        };
         let first_byte_ms =
             (c.first_byte_ns != 0 && established).then(|| millis(request_ns, c.first_byte_ns));
-        let silent_close = closed_by == Some(ClosedBy::Client)
-            && c.first_send_ns != 0
-            && c.first_byte_ns == 0;
-        let connect_end = if result == ConnectOutcome::Ok { c.established_ns } else { ev.closed_ns };
+        let silent_close =
+            closed_by == Some(ClosedBy::Client) && c.first_send_ns != 0 && c.first_byte_ns == 0;
+        let connect_end = if result == ConnectOutcome::Ok {
+            c.established_ns
+        } else {
+            ev.closed_ns
+        };
         ConnectionRecord {
             ts: clock.rfc3339(c.connect_ns),
             unix_ns: clock.unix_ns(c.connect_ns),
@@ -181,7 +188,11 @@ mod tests {
         ConnectionClosed {
             conn: Connection {
                 connect_ns: 1_000_000,
-                established_ns: if flags & conn_flags::ESTABLISHED != 0 { 1_500_000 } else { 0 },
+                established_ns: if flags & conn_flags::ESTABLISHED != 0 {
+                    1_500_000
+                } else {
+                    0
+                },
                 tgid: 42,
                 pid: 43,
                 comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
@@ -204,7 +215,10 @@ mod tests {
     fn failed_connects_are_classified_by_errno() {
         let clock = MonotonicClock::now();
         let rec = |flags, err| ConnectionRecord::from_event(&event(flags, 2, err), &clock).result;
-        assert_eq!(rec(conn_flags::RESET_RECEIVED, 111), ConnectOutcome::Refused);
+        assert_eq!(
+            rec(conn_flags::RESET_RECEIVED, 111),
+            ConnectOutcome::Refused
+        );
         assert_eq!(rec(conn_flags::RESET_RECEIVED, -1), ConnectOutcome::Refused);
         assert_eq!(rec(0, 110), ConnectOutcome::Timeout);
         assert_eq!(rec(0, 0), ConnectOutcome::Timeout, "abandoned by nginx");

@@ -50,7 +50,13 @@ impl ProcessExitInfo {
         } else {
             (Some((exit_code >> 8) & 0xff), None)
         };
-        ProcessExitInfo { pid, comm, at, status, signal }
+        ProcessExitInfo {
+            pid,
+            comm,
+            at,
+            status,
+            signal,
+        }
     }
 }
 
@@ -67,8 +73,15 @@ pub struct UpstreamState {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum UpstreamChange {
-    ListenerUp { port: u16, owner: Option<ProcessIdentity> },
-    ListenerGone { port: u16, last_owner: Option<ProcessIdentity>, exit: Option<ProcessExitInfo> },
+    ListenerUp {
+        port: u16,
+        owner: Option<ProcessIdentity>,
+    },
+    ListenerGone {
+        port: u16,
+        last_owner: Option<ProcessIdentity>,
+        exit: Option<ProcessExitInfo>,
+    },
 }
 
 pub struct UpstreamTracker {
@@ -80,8 +93,23 @@ pub struct UpstreamTracker {
 
 impl UpstreamTracker {
     pub fn new(ports: BTreeSet<u16>) -> Self {
-        let states = ports.iter().map(|&port| (port, UpstreamState { port, ..Default::default() })).collect();
-        UpstreamTracker { ports, states, exits: HashMap::new() }
+        let states = ports
+            .iter()
+            .map(|&port| {
+                (
+                    port,
+                    UpstreamState {
+                        port,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        UpstreamTracker {
+            ports,
+            states,
+            exits: HashMap::new(),
+        }
     }
 
     pub fn states(&self) -> impl Iterator<Item = &UpstreamState> {
@@ -110,11 +138,17 @@ impl UpstreamTracker {
                 return Vec::new();
             }
         };
-        let mine: Vec<Listener> =
-            listeners.into_iter().filter(|l| self.ports.contains(&l.addr.port())).collect();
+        let mine: Vec<Listener> = listeners
+            .into_iter()
+            .filter(|l| self.ports.contains(&l.addr.port()))
+            .collect();
         let proc_root = Path::new("/proc");
         let inodes: HashSet<u64> = mine.iter().map(|l| l.inode).collect();
-        let holders = if inodes.is_empty() { HashMap::new() } else { socket_holders(proc_root, &inodes) };
+        let holders = if inodes.is_empty() {
+            HashMap::new()
+        } else {
+            socket_holders(proc_root, &inodes)
+        };
         let mut changes = Vec::new();
         for (&port, state) in self.states.iter_mut() {
             let current = mine.iter().find(|l| l.addr.port() == port);
@@ -123,7 +157,10 @@ impl UpstreamTracker {
                     let pids = holders.get(&l.inode).cloned().unwrap_or_default();
                     let next = listener_state(proc_root, l, &pids, previous.as_ref(), now);
                     if previous.is_none() {
-                        changes.push(UpstreamChange::ListenerUp { port, owner: next.owner.clone() });
+                        changes.push(UpstreamChange::ListenerUp {
+                            port,
+                            owner: next.owner.clone(),
+                        });
                         state.gone_since = None;
                         state.last_exit = None;
                     }
@@ -132,7 +169,10 @@ impl UpstreamTracker {
                 (None, Some(gone)) => {
                     state.gone_since = Some(now.to_owned());
                     state.last_owner = gone.owner.clone();
-                    state.last_exit = gone.owner.as_ref().and_then(|o| self.exits.get(&o.pid).cloned());
+                    state.last_exit = gone
+                        .owner
+                        .as_ref()
+                        .and_then(|o| self.exits.get(&o.pid).cloned());
                     warn!(port, owner = ?gone.owner.as_ref().map(|o| &o.cmdline), "listener gone");
                     changes.push(UpstreamChange::ListenerGone {
                         port,
@@ -152,7 +192,12 @@ impl UpstreamTracker {
             .states
             .values()
             .filter_map(|s| s.listener.as_ref())
-            .flat_map(|l| l.owner.iter().map(|o| o.pid).chain(l.worker_pids.iter().copied()))
+            .flat_map(|l| {
+                l.owner
+                    .iter()
+                    .map(|o| o.pid)
+                    .chain(l.worker_pids.iter().copied())
+            })
             .collect();
         pids.sort_unstable();
         pids.dedup();
@@ -183,7 +228,11 @@ fn listener_state(
         addr: l.addr,
         accept_queue: l.accept_queue,
         backlog: l.backlog,
-        accept_queue_ratio: if l.backlog > 0 { f64::from(l.accept_queue) / f64::from(l.backlog) } else { 0.0 },
+        accept_queue_ratio: if l.backlog > 0 {
+            f64::from(l.accept_queue) / f64::from(l.backlog)
+        } else {
+            0.0
+        },
         owner,
         worker_pids: workers,
         since: previous.map_or_else(|| now.to_owned(), |p| p.since.clone()),
@@ -210,11 +259,16 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut tracker = UpstreamTracker::new(BTreeSet::from([port]));
         let changes = tracker.refresh("t1");
-        assert!(matches!(&changes[..], [UpstreamChange::ListenerUp { owner: Some(o), .. }] if o.pid == std::process::id()));
+        assert!(
+            matches!(&changes[..], [UpstreamChange::ListenerUp { owner: Some(o), .. }] if o.pid == std::process::id())
+        );
         assert!(tracker.pids_to_watch().contains(&std::process::id()));
         drop(listener);
         let changes = tracker.refresh("t2");
-        assert!(matches!(&changes[..], [UpstreamChange::ListenerGone { .. }]));
+        assert!(matches!(
+            &changes[..],
+            [UpstreamChange::ListenerGone { .. }]
+        ));
         let state = tracker.states().next().unwrap();
         assert_eq!(state.gone_since.as_deref(), Some("t2"));
         assert_eq!(state.last_owner.as_ref().unwrap().pid, std::process::id());

@@ -82,10 +82,18 @@ impl NodeWatcher {
             let tracker = &mut self.tracker;
             p.drain_exits(|ev| {
                 let at = clock.rfc3339(ev.ts_ns);
-                tracker.record_exit(ProcessExitInfo::from_exit_code(ev.tgid, comm_str(&ev.comm), at, ev.exit_code));
+                tracker.record_exit(ProcessExitInfo::from_exit_code(
+                    ev.tgid,
+                    comm_str(&ev.comm),
+                    at,
+                    ev.exit_code,
+                ));
             });
         }
-        self.nginx.as_mut().map(NginxView::poll_logs).unwrap_or_default()
+        self.nginx
+            .as_mut()
+            .map(NginxView::poll_logs)
+            .unwrap_or_default()
     }
 
     /// The slow path (every interval): listeners and owners; owners' exits get watched.
@@ -116,7 +124,11 @@ impl NodeWatcher {
             let pids = n.pids();
             let masters = n.master_pids();
             wanted.extend(pids.into_iter().map(|pid| {
-                let role = if masters.contains(&pid) { Role::NginxMaster } else { Role::NginxWorker };
+                let role = if masters.contains(&pid) {
+                    Role::NginxMaster
+                } else {
+                    Role::NginxWorker
+                };
                 (pid, role, None)
             }));
         }

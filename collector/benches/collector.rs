@@ -12,7 +12,13 @@ const INGEST_TARGET: f64 = 1_000_000.0;
 const LOKI_TARGET: f64 = 200_000.0;
 
 fn batch(sequence: u64) -> Batch {
-    let results = [ConnectResult::Ok, ConnectResult::Ok, ConnectResult::Ok, ConnectResult::Refused, ConnectResult::Timeout];
+    let results = [
+        ConnectResult::Ok,
+        ConnectResult::Ok,
+        ConnectResult::Ok,
+        ConnectResult::Refused,
+        ConnectResult::Timeout,
+    ];
     Batch {
         agent_id: "bench".into(),
         sequence,
@@ -34,7 +40,10 @@ fn batch(sequence: u64) -> Batch {
                 ..Default::default()
             })
             .collect(),
-        nginx_errors: vec![NginxErrorRecord { line: "x".into(), ..Default::default() }],
+        nginx_errors: vec![NginxErrorRecord {
+            line: "x".into(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -52,7 +61,11 @@ fn rate(budget: Duration, items_per_call: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn verdict(rate: f64, target: f64) -> &'static str {
-    if rate >= target { "MET" } else { "NOT MET" }
+    if rate >= target {
+        "MET"
+    } else {
+        "NOT MET"
+    }
 }
 
 fn main() {
@@ -62,7 +75,8 @@ fn main() {
     let records = batch(1).len();
     let mut i = 0;
     let ingest = rate(Duration::from_secs(3), records, || {
-        let decoded = Batch::decode_compressed(&bodies[i % bodies.len()], 64 << 20).expect("decodes");
+        let decoded =
+            Batch::decode_compressed(&bodies[i % bodies.len()], 64 << 20).expect("decodes");
         recorder.apply(&decoded);
         i += 1;
     });

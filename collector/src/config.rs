@@ -7,11 +7,21 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("`{field}` = {value:?} is not a valid {what}")]
-    Invalid { field: &'static str, value: String, what: &'static str },
+    Invalid {
+        field: &'static str,
+        value: String,
+        what: &'static str,
+    },
     #[error("token file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
 }
@@ -80,9 +90,14 @@ impl CollectorConfig {
     pub fn load(o: &Overrides) -> Result<Self, ConfigError> {
         let file = match &o.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => FileConfig::default(),
         };
@@ -90,7 +105,11 @@ impl CollectorConfig {
     }
 
     pub fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigError> {
-        let listen = o.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = o
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = listen.parse().map_err(|_| ConfigError::Invalid {
             field: "listen",
             value: listen.clone(),
@@ -100,7 +119,11 @@ impl CollectorConfig {
             Some(path) => Some(read_token(&path)?),
             None => None,
         };
-        let loki_url = o.loki_url.clone().or(file.loki_url).map(|u| u.trim_end_matches('/').to_owned());
+        let loki_url = o
+            .loki_url
+            .clone()
+            .or(file.loki_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
         let loki = match loki_url {
             Some(url) => Some(loki_config(url, file.loki.unwrap_or_default())?),
             None => None,
@@ -108,27 +131,48 @@ impl CollectorConfig {
         let max_body_bytes = file.max_body_bytes.unwrap_or(16 << 20);
         let label_value_limit = file.label_value_limit.unwrap_or(500);
         if label_value_limit == 0 {
-            return Err(ConfigError::Invalid { field: "label_value_limit", value: "0".into(), what: "positive number" });
+            return Err(ConfigError::Invalid {
+                field: "label_value_limit",
+                value: "0".into(),
+                what: "positive number",
+            });
         }
-        let shutdown_grace = std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
-        Ok(CollectorConfig { listen, token, loki, max_body_bytes, label_value_limit, shutdown_grace })
+        let shutdown_grace =
+            std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
+        Ok(CollectorConfig {
+            listen,
+            token,
+            loki,
+            max_body_bytes,
+            label_value_limit,
+            shutdown_grace,
+        })
     }
 }
 
 fn loki_config(url: String, f: LokiFileConfig) -> Result<crate::loki::LokiConfig, ConfigError> {
     use crate::loki::LokiAuth;
     if !url.starts_with("http://") {
-        return Err(ConfigError::Invalid { field: "loki_url", value: url, what: "http:// URL (for TLS put a proxy in front)" });
+        return Err(ConfigError::Invalid {
+            field: "loki_url",
+            value: url,
+            what: "http:// URL (for TLS put a proxy in front)",
+        });
     }
     let auth = match (f.bearer_token_file, f.username, f.password_file) {
         (Some(token), None, None) => Some(LokiAuth::Bearer(read_token(&token)?)),
-        (None, Some(user), Some(pw)) => Some(LokiAuth::Basic { user, password: read_token(&pw)? }),
-        (None, None, None) => None,
-        _ => return Err(ConfigError::Invalid {
-            field: "loki",
-            value: "auth".into(),
-            what: "auth: either bearer_token_file, or username with password_file",
+        (None, Some(user), Some(pw)) => Some(LokiAuth::Basic {
+            user,
+            password: read_token(&pw)?,
         }),
+        (None, None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                field: "loki",
+                value: "auth".into(),
+                what: "auth: either bearer_token_file, or username with password_file",
+            })
+        }
     };
     Ok(crate::loki::LokiConfig {
         url,
@@ -143,11 +187,16 @@ fn loki_config(url: String, f: LokiFileConfig) -> Result<crate::loki::LokiConfig
 }
 
 fn read_token(path: &PathBuf) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::Token { path: path.clone(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Token {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     let token = text.trim().to_owned();
     if token.is_empty() {
-        return Err(ConfigError::Token { path: path.clone(), reason: "file is empty".into() });
+        return Err(ConfigError::Token {
+            path: path.clone(),
+            reason: "file is empty".into(),
+        });
     }
     Ok(token)
 }
@@ -160,8 +209,12 @@ mod tests {
     fn defaults_then_file_then_flags() {
         let c = CollectorConfig::resolve(FileConfig::default(), &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"\nloki_url = \"http://l:3100/\"").unwrap();
-        let o = Overrides { listen: Some("127.0.0.1:2".into()), ..Default::default() };
+        let file: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nloki_url = \"http://l:3100/\"").unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
         let c = CollectorConfig::resolve(file, &o).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.loki.map(|l| l.url).as_deref(), Some("http://l:3100"));
@@ -169,11 +222,25 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let o = Overrides { listen: Some("nope".into()), ..Default::default() };
-        let e = CollectorConfig::resolve(FileConfig::default(), &o).unwrap_err().to_string();
+        let o = Overrides {
+            listen: Some("nope".into()),
+            ..Default::default()
+        };
+        let e = CollectorConfig::resolve(FileConfig::default(), &o)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`listen`") && e.contains("nope"), "{e}");
-        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err(), "typos are refused");
-        let o = Overrides { token_file: Some("/nonexistent/token".into()), ..Default::default() };
-        assert!(matches!(CollectorConfig::resolve(FileConfig::default(), &o), Err(ConfigError::Token { .. })));
+        assert!(
+            toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
+            "typos are refused"
+        );
+        let o = Overrides {
+            token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            CollectorConfig::resolve(FileConfig::default(), &o),
+            Err(ConfigError::Token { .. })
+        ));
     }
 }

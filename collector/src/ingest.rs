@@ -75,31 +75,56 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Length-independent comparison: no early exit on the first differing byte.
-    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
-pub async fn ingest(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "draining", "collector shutting down; retry".into());
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "collector shutting down; retry".into(),
+        );
     }
     if !authorized(&state, &headers) {
-        return reject(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token".into());
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token".into(),
+        );
     }
     // Reads at most the limit: an oversized body is refused without buffering it.
     let limit = state.config.max_body_bytes;
     let body: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            return reject(StatusCode::PAYLOAD_TOO_LARGE, "too_large",
-                format!("body over the {limit}-byte limit (max_body_bytes)"))
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body over the {limit}-byte limit (max_body_bytes)"),
+            )
         }
     };
-    let batch = match Batch::decode_compressed(&body, state.config.max_body_bytes * EXPANSION_LIMIT) {
+    let batch = match Batch::decode_compressed(&body, state.config.max_body_bytes * EXPANSION_LIMIT)
+    {
         Ok(b) => b,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "undecodable", e.to_string()),
     };
     if batch.agent_id.is_empty() || batch.sequence == 0 {
-        return reject(StatusCode::BAD_REQUEST, "undecodable", "batch without agent_id or sequence".into());
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "undecodable",
+            "batch without agent_id or sequence".into(),
+        );
     }
     if !state.dedup.first_time(&batch.agent_id, batch.sequence) {
         counter!("vigil_ingest_batches_total", "result" => "duplicate").increment(1);

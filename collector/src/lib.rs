@@ -47,7 +47,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, 
 pub fn router(state: Arc<AppState>) -> Router {
     // The ingest handler enforces (and counts) its own limit.
     Router::new()
-        .route("/api/v1/ingest", post(ingest::ingest).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/api/v1/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::disable()),
+        )
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -72,7 +75,12 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         recorder: metrics::Recorder::new(config.label_value_limit),
         dedup: ingest::Dedup::default(),
         prometheus,
-        loki: config.loki.clone().map(loki::LokiSink::start).transpose().context("Loki spool directory")?,
+        loki: config
+            .loki
+            .clone()
+            .map(loki::LokiSink::start)
+            .transpose()
+            .context("Loki spool directory")?,
         draining: AtomicBool::new(false),
         config,
     });

@@ -74,8 +74,16 @@ fn describe() {
 /// Installs the global recorder; gauges of processes that went away expire after 2 minutes.
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("vigil_upstream_connect_duration_seconds".into()), CONNECT_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("vigil_upstream_first_byte_seconds".into()), FIRST_BYTE_BUCKETS))
+        .set_buckets_for_metric(
+            Matcher::Full("vigil_upstream_connect_duration_seconds".into()),
+            CONNECT_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("vigil_upstream_first_byte_seconds".into()),
+                FIRST_BYTE_BUCKETS,
+            )
+        })
         .map(|b| b.idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(120))))
         .and_then(|b| b.install_recorder())
         .map_err(|e| MetricsError(e.to_string()))?;
@@ -91,7 +99,10 @@ pub struct LabelCap {
 
 impl LabelCap {
     pub fn new(limit: usize) -> Self {
-        LabelCap { limit, seen: Mutex::new(HashMap::new()) }
+        LabelCap {
+            limit,
+            seen: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn value(&self, family: &'static str, label: &'static str, value: &str) -> String {
@@ -120,7 +131,11 @@ impl AgentCounters {
     fn delta(&self, agent: &str, name: &'static str, now: u64) -> u64 {
         let mut last = self.last.lock().expect("agent counters lock");
         let prev = last.insert((agent.to_owned(), name), now).unwrap_or(0);
-        if now >= prev { now - prev } else { now }
+        if now >= prev {
+            now - prev
+        } else {
+            now
+        }
     }
 
     pub fn agents(&self) -> usize {
@@ -136,7 +151,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(label_value_limit: usize) -> Self {
-        Recorder { caps: LabelCap::new(label_value_limit), agent_counters: AgentCounters::default() }
+        Recorder {
+            caps: LabelCap::new(label_value_limit),
+            agent_counters: AgentCounters::default(),
+        }
     }
 
     pub fn apply(&self, batch: &Batch) {
@@ -184,18 +202,24 @@ impl Recorder {
                 ("upstream", self.caps.value("upstream", "upstream", dst)),
             ];
             for (index, &n) in g.results.iter().enumerate().filter(|(_, n)| **n > 0) {
-                let result = ConnectResult::try_from(index as i32).unwrap_or(ConnectResult::Error).label();
+                let result = ConnectResult::try_from(index as i32)
+                    .unwrap_or(ConnectResult::Error)
+                    .label();
                 let mut with_result = labels.to_vec();
                 with_result.push(("result", result.to_owned()));
                 counter!("vigil_upstream_connects_total", &with_result).increment(n);
             }
             if !g.connect_seconds.is_empty() {
                 let connect = histogram!("vigil_upstream_connect_duration_seconds", &labels);
-                g.connect_seconds.into_iter().for_each(|v| connect.record(v));
+                g.connect_seconds
+                    .into_iter()
+                    .for_each(|v| connect.record(v));
             }
             if !g.first_byte_seconds.is_empty() {
                 let first_byte = histogram!("vigil_upstream_first_byte_seconds", &labels);
-                g.first_byte_seconds.into_iter().for_each(|v| first_byte.record(v));
+                g.first_byte_seconds
+                    .into_iter()
+                    .for_each(|v| first_byte.record(v));
             }
             if g.silent_closes > 0 {
                 counter!("vigil_upstream_silent_closes_total", &labels).increment(g.silent_closes);
@@ -209,21 +233,36 @@ impl Recorder {
 
     fn upstreams(&self, node: &str, batch: &Batch) {
         for u in &batch.upstreams {
-            let upstream = self.caps.value("upstream", "upstream", &upstream_label(u.port, &u.addr));
+            let upstream =
+                self.caps
+                    .value("upstream", "upstream", &upstream_label(u.port, &u.addr));
             let labels = [("node", node.to_owned()), ("upstream", upstream)];
             gauge!("vigil_upstream_listening", &labels).set(if u.listening { 1.0 } else { 0.0 });
-            let ratio = if u.backlog > 0 { f64::from(u.accept_queue) / f64::from(u.backlog) } else { 0.0 };
+            let ratio = if u.backlog > 0 {
+                f64::from(u.accept_queue) / f64::from(u.backlog)
+            } else {
+                0.0
+            };
             gauge!("vigil_upstream_accept_queue_ratio", &labels).set(ratio);
         }
     }
 
     fn processes(&self, node: &str, batch: &Batch) {
         for p in &batch.processes {
-            let role = ProcessRole::try_from(p.role).unwrap_or(ProcessRole::Unspecified).label();
-            let upstream = if p.upstream_port == 0 { String::new() } else { format!(":{}", p.upstream_port) };
+            let role = ProcessRole::try_from(p.role)
+                .unwrap_or(ProcessRole::Unspecified)
+                .label();
+            let upstream = if p.upstream_port == 0 {
+                String::new()
+            } else {
+                format!(":{}", p.upstream_port)
+            };
             let labels = [
                 ("node", node.to_owned()),
-                ("upstream", self.caps.value("process", "upstream", &upstream)),
+                (
+                    "upstream",
+                    self.caps.value("process", "upstream", &upstream),
+                ),
                 ("role", role.to_owned()),
                 ("comm", self.caps.value("process", "comm", &p.comm)),
                 ("pid", self.caps.value("process", "pid", &p.pid.to_string())),
@@ -238,27 +277,42 @@ impl Recorder {
     fn nginx(&self, node: &str, batch: &Batch) {
         for a in batch.nginx_access.iter().filter(|a| a.parsed) {
             let status = self.caps.value("nginx", "status", &a.status.to_string());
-            counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status).increment(1);
+            counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status)
+                .increment(1);
         }
-        for e in batch.nginx_errors.iter().filter(|e| !e.upstream_error.is_empty()) {
+        for e in batch
+            .nginx_errors
+            .iter()
+            .filter(|e| !e.upstream_error.is_empty())
+        {
             let upstream = self.caps.value("nginx", "upstream", &e.upstream);
             counter!("vigil_nginx_upstream_errors_total", "node" => node.to_owned(),
-                "upstream" => upstream, "error" => e.upstream_error.clone()).increment(1);
+                "upstream" => upstream, "error" => e.upstream_error.clone())
+            .increment(1);
         }
         let unparsed = batch.nginx_access.iter().filter(|a| !a.parsed).count()
             + batch.nginx_errors.iter().filter(|e| !e.parsed).count();
-        counter!("vigil_nginx_unparsed_lines_total", "node" => node.to_owned()).increment(unparsed as u64);
+        counter!("vigil_nginx_unparsed_lines_total", "node" => node.to_owned())
+            .increment(unparsed as u64);
     }
 
     fn health(&self, node: &str, agent: &str, h: &AgentHealth) {
         let n = || [("node", node.to_owned())];
-        let lost = self.agent_counters.delta(agent, "events_lost", h.probe_events_lost);
+        let lost = self
+            .agent_counters
+            .delta(agent, "events_lost", h.probe_events_lost);
         counter!("vigil_agent_events_lost_total", &n()).increment(lost);
-        let dropped = self.agent_counters.delta(agent, "spool_dropped", h.spool_dropped_batches);
+        let dropped = self
+            .agent_counters
+            .delta(agent, "spool_dropped", h.spool_dropped_batches);
         counter!("vigil_agent_spool_dropped_batches_total", &n()).increment(dropped);
-        let sent = self.agent_counters.delta(agent, "batches_sent", h.batches_sent);
+        let sent = self
+            .agent_counters
+            .delta(agent, "batches_sent", h.batches_sent);
         counter!("vigil_agent_batches_sent_total", &n()).increment(sent);
-        let retried = self.agent_counters.delta(agent, "batches_retried", h.batches_retried);
+        let retried = self
+            .agent_counters
+            .delta(agent, "batches_retried", h.batches_retried);
         counter!("vigil_agent_batches_retried_total", &n()).increment(retried);
         gauge!("vigil_agent_spool_bytes", &n()).set(h.spool_bytes as f64);
         gauge!("vigil_agent_capabilities_missing", &n()).set(h.capabilities_missing.len() as f64);
@@ -268,7 +322,11 @@ impl Recorder {
 
 /// `127.0.0.1:8084` from a listener address, or `:8084` when nothing listens.
 pub fn upstream_label(port: u32, addr: &str) -> String {
-    if addr.is_empty() { format!(":{port}") } else { addr.to_owned() }
+    if addr.is_empty() {
+        format!(":{port}")
+    } else {
+        addr.to_owned()
+    }
 }
 
 #[cfg(test)]

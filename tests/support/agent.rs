@@ -36,11 +36,16 @@ impl Trace {
         let sink = records.clone();
         let reader = std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
-                let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"));
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"));
                 sink.lock().unwrap().push(v);
             }
         });
-        Trace { child, records, reader: Some(reader) }
+        Trace {
+            child,
+            records,
+            reader: Some(reader),
+        }
     }
 
     /// Waits (up to 20 s) until `n` records for 127.0.0.1:`port` were printed: a connection is
@@ -48,7 +53,14 @@ impl Trace {
     pub fn wait_for(self, port: u16, n: usize) -> Self {
         let dst = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.records.lock().unwrap().iter().filter(|r| r["dst"] == dst.as_str()).count() < n
+        while self
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["dst"] == dst.as_str())
+            .count()
+            < n
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -76,12 +88,17 @@ impl Drop for Trace {
 /// Spawns `cmd` with stderr piped, returns once the agent prints `marker` on stderr (the
 /// probes are live); the rest of its stderr is forwarded to ours.
 fn spawn_ready(cmd: &mut Command, marker: &str) -> Child {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start vigil-agent");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vigil-agent");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     while let Some(Ok(line)) = lines.next() {
         if line.contains(marker) {
-            std::thread::spawn(move || lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default())));
+            std::thread::spawn(move || {
+                lines.for_each(|l| eprintln!("agent: {}", l.unwrap_or_default()))
+            });
             return child;
         }
         seen.push(line);
@@ -96,8 +113,17 @@ pub fn inspect(args: &[&str]) -> Vec<Value> {
 }
 
 pub fn inspect_with_env(args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
-    let out = Command::new(bin("vigil-agent")).envs(env.iter().copied()).arg("inspect").args(args).output().unwrap();
-    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("vigil-agent"))
+        .envs(env.iter().copied())
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     parse_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -107,14 +133,21 @@ pub struct Inspect(Child);
 impl Inspect {
     pub fn watch(args: &[&str]) -> Inspect {
         Inspect(spawn_ready(
-            Command::new(bin("vigil-agent")).args(["inspect", "--watch"]).args(args).stdout(Stdio::piped()),
+            Command::new(bin("vigil-agent"))
+                .args(["inspect", "--watch"])
+                .args(args)
+                .stdout(Stdio::piped()),
             "vigil-agent inspect: ready",
         ))
     }
 
     pub fn finish(self) -> Vec<Value> {
         let out = self.0.wait_with_output().unwrap();
-        assert!(out.status.success(), "inspect --watch failed: {}", out.status);
+        assert!(
+            out.status.success(),
+            "inspect --watch failed: {}",
+            out.status
+        );
         parse_lines(&String::from_utf8_lossy(&out.stdout))
     }
 }
@@ -129,11 +162,26 @@ fn parse_lines(out: &str) -> Vec<Value> {
 pub struct AgentRun(Child);
 
 impl AgentRun {
-    pub fn start(collector: &str, ports: &[u16], state_dir: &std::path::Path, extra: &[&str]) -> AgentRun {
+    pub fn start(
+        collector: &str,
+        ports: &[u16],
+        state_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> AgentRun {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         AgentRun(spawn_ready(
             Command::new(bin("vigil-agent"))
-                .args(["run", "--collector", collector, "--ports", &ports.join(","), "--node", "test-node", "--interval", "500ms"])
+                .args([
+                    "run",
+                    "--collector",
+                    collector,
+                    "--ports",
+                    &ports.join(","),
+                    "--node",
+                    "test-node",
+                    "--interval",
+                    "500ms",
+                ])
                 .arg("--state-dir")
                 .arg(state_dir)
                 .args(extra)

@@ -32,7 +32,10 @@ impl Collector {
         let c = Collector { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !http::get(port, "/healthz").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "collector did not come up on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "collector did not come up on {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         c
@@ -43,7 +46,9 @@ impl Collector {
     }
 
     pub fn metrics(&self) -> String {
-        http::get(self.port, "/metrics").map(|r| r.body).unwrap_or_default()
+        http::get(self.port, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default()
     }
 
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -4,8 +4,8 @@ pub mod agent;
 pub mod collector;
 pub mod http;
 pub mod loki;
-pub mod nginx;
 pub mod nft;
+pub mod nginx;
 pub mod prometheus;
 pub mod python;
 pub mod upstreams;
@@ -19,7 +19,11 @@ use std::{
 
 /// A port nothing listens on right now (the kernel's pick, released at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Where `cargo xtask test` put the binaries (VIGIL_BIN_DIR), else target/debug.
@@ -28,7 +32,11 @@ pub fn bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
     let path = dir.join(name);
-    assert!(path.exists(), "{} missing: run `cargo xtask test`", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo xtask test`",
+        path.display()
+    );
     path
 }
 
@@ -57,5 +65,8 @@ pub fn http_get(port: u16, path: &str) -> u16 {
 /// Parent pid from /proc/PID/status.
 pub fn ppid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -117,14 +117,26 @@ impl LokiServer {
             streams: vec![proto::Stream {
                 labels: labels.to_owned(),
                 entries: vec![proto::Entry {
-                    timestamp: Some(proto::Timestamp { seconds: ts_ns / 1_000_000_000, nanos: (ts_ns % 1_000_000_000) as i32 }),
+                    timestamp: Some(proto::Timestamp {
+                        seconds: ts_ns / 1_000_000_000,
+                        nanos: (ts_ns % 1_000_000_000) as i32,
+                    }),
                     line: "raw".into(),
                     structured_metadata: vec![],
                 }],
             }],
         };
-        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
-        crate::http::request("POST", self.port, "/loki/api/v1/push", &[("Content-Type", "application/x-protobuf")], &body).unwrap()
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap();
+        crate::http::request(
+            "POST",
+            self.port,
+            "/loki/api/v1/push",
+            &[("Content-Type", "application/x-protobuf")],
+            &body,
+        )
+        .unwrap()
     }
 
     /// Every stored line whose stream has all of `selector`'s labels.
@@ -133,14 +145,21 @@ impl LokiServer {
         state
             .streams
             .iter()
-            .filter(|(labels, _)| selector.iter().all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|(labels, _)| {
+                selector
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .flat_map(|(_, entries)| entries.iter().cloned())
             .collect()
     }
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
 }
 
 fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
@@ -159,7 +178,10 @@ fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
-    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
     let mut parts = request_line.split_whitespace();
@@ -170,16 +192,33 @@ fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
         ("GET", "/ready") => (200, "ready".into()),
         _ => (404, "404 page not found".into()),
     };
-    let reason = match status { 200 => "OK", 204 => "No Content", 400 => "Bad Request", 429 => "Too Many Requests", _ => "Status" };
+    let reason = match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
     let mut out = stream;
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
 }
 
-fn push(state: &Mutex<LokiState>, headers: &BTreeMap<String, String>, body: &[u8]) -> (u16, String) {
+fn push(
+    state: &Mutex<LokiState>,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = state.lock().unwrap();
     let tenant = headers.get("x-scope-orgid").cloned();
     let result = match s.fail_next.pop_front() {
-        Some(429) => Err((429, "Ingestion rate limit exceeded for user fake".to_owned())),
+        Some(429) => Err((
+            429,
+            "Ingestion rate limit exceeded for user fake".to_owned(),
+        )),
         Some(code) => Err((code, "rpc error: code = Unavailable".to_owned())),
         None => decode(headers, body).and_then(|streams| validate(&s, streams)),
     };
@@ -198,18 +237,45 @@ fn push(state: &Mutex<LokiState>, headers: &BTreeMap<String, String>, body: &[u8
 
 fn decode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<RawStreams, PushError> {
     let bad = |m: String| (400u16, m);
-    let content_type = headers.get("content-type").map(String::as_str).unwrap_or("");
+    let content_type = headers
+        .get("content-type")
+        .map(String::as_str)
+        .unwrap_or("");
     if content_type.starts_with("application/json") {
         let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("loghttp: {e}")))?;
         let mut out = Vec::new();
-        for s in v["streams"].as_array().ok_or_else(|| bad("no streams".into()))? {
-            let labels: Vec<String> = s["stream"].as_object().ok_or_else(|| bad("no stream".into()))?
-                .iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or(""))).collect();
+        for s in v["streams"]
+            .as_array()
+            .ok_or_else(|| bad("no streams".into()))?
+        {
+            let labels: Vec<String> = s["stream"]
+                .as_object()
+                .ok_or_else(|| bad("no stream".into()))?
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or("")))
+                .collect();
             let mut entries = Vec::new();
-            for e in s["values"].as_array().ok_or_else(|| bad("no values".into()))? {
-                let ts = e[0].as_str().and_then(|t| t.parse().ok()).ok_or_else(|| bad("bad timestamp".into()))?;
-                let metadata = e[2].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect()).unwrap_or_default();
-                entries.push(Stored { ts_ns: ts, line: e[1].as_str().unwrap_or("").to_owned(), metadata });
+            for e in s["values"]
+                .as_array()
+                .ok_or_else(|| bad("no values".into()))?
+            {
+                let ts = e[0]
+                    .as_str()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| bad("bad timestamp".into()))?;
+                let metadata = e[2]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                entries.push(Stored {
+                    ts_ns: ts,
+                    line: e[1].as_str().unwrap_or("").to_owned(),
+                    metadata,
+                });
             }
             out.push((format!("{{{}}}", labels.join(", ")), entries));
         }
@@ -218,19 +284,33 @@ fn decode(headers: &BTreeMap<String, String>, body: &[u8]) -> Result<RawStreams,
     if !content_type.starts_with("application/x-protobuf") {
         return Err(bad(format!("unsupported Content-Type {content_type:?}")));
     }
-    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| bad(format!("snappy: {e}")))?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| bad(format!("snappy: {e}")))?;
     let req = proto::PushRequest::decode(raw.as_slice()).map_err(|e| bad(format!("proto: {e}")))?;
-    Ok(req.streams.into_iter().map(|s| {
-        let entries = s.entries.into_iter().map(|e| {
-            let ts = e.timestamp.unwrap_or_default();
-            Stored {
-                ts_ns: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
-                line: e.line,
-                metadata: e.structured_metadata.into_iter().map(|p| (p.name, p.value)).collect(),
-            }
-        }).collect();
-        (s.labels, entries)
-    }).collect())
+    Ok(req
+        .streams
+        .into_iter()
+        .map(|s| {
+            let entries = s
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let ts = e.timestamp.unwrap_or_default();
+                    Stored {
+                        ts_ns: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
+                        line: e.line,
+                        metadata: e
+                            .structured_metadata
+                            .into_iter()
+                            .map(|p| (p.name, p.value))
+                            .collect(),
+                    }
+                })
+                .collect();
+            (s.labels, entries)
+        })
+        .collect())
 }
 
 /// Loki's per-batch validation: any invalid stream or entry rejects the whole push.
@@ -238,16 +318,36 @@ fn validate(s: &LokiState, streams: RawStreams) -> Result<Vec<(Labels, Vec<Store
     let mut out = Vec::new();
     let now = now_ns();
     for (text, entries) in streams {
-        let labels = parse_selector(&text, true).map_err(|e| (400, format!("error parsing labels {text}: {e}")))?;
+        let labels = parse_selector(&text, true)
+            .map_err(|e| (400, format!("error parsing labels {text}: {e}")))?;
         for e in &entries {
             if e.line.len() > s.max_line_bytes {
-                return Err((400, format!("stream '{text}' has a line too long: {} bytes, limit {}", e.line.len(), s.max_line_bytes)));
+                return Err((
+                    400,
+                    format!(
+                        "stream '{text}' has a line too long: {} bytes, limit {}",
+                        e.line.len(),
+                        s.max_line_bytes
+                    ),
+                ));
             }
             if e.ts_ns < now - MAX_AGE_NS {
-                return Err((400, format!("entry for stream '{text}' has timestamp too old: {}", e.ts_ns)));
+                return Err((
+                    400,
+                    format!(
+                        "entry for stream '{text}' has timestamp too old: {}",
+                        e.ts_ns
+                    ),
+                ));
             }
             if e.ts_ns > now + FUTURE_GRACE_NS {
-                return Err((400, format!("entry for stream '{text}' has timestamp too new: {}", e.ts_ns)));
+                return Err((
+                    400,
+                    format!(
+                        "entry for stream '{text}' has timestamp too new: {}",
+                        e.ts_ns
+                    ),
+                ));
             }
             if !e.metadata.is_empty() && !s.allow_structured_metadata {
                 return Err((400, format!("stream '{text}' includes structured metadata, but this feature is disallowed. Please see `limits_config.allow_structured_metadata` or contact your Loki administrator to enable it.")));
@@ -260,25 +360,44 @@ fn validate(s: &LokiState, streams: RawStreams) -> Result<Vec<(Labels, Vec<Store
 
 /// `{a="1", b="2"}` → map. Push labels (`strict`) must be sorted and unique with valid names.
 fn parse_selector(text: &str, strict: bool) -> Result<Labels, String> {
-    let inner = text.trim().strip_prefix('{').and_then(|t| t.strip_suffix('}')).ok_or("not {...}")?;
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or("not {...}")?;
     let mut labels = Labels::new();
     let mut previous: Option<String> = None;
     let mut rest = inner.trim();
     while !rest.is_empty() {
         let (name, after) = rest.split_once('=').ok_or("expected =")?;
         let name = name.trim();
-        let valid = name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
         if name.is_empty() || !valid {
             return Err(format!("invalid label name {name:?}"));
         }
-        let after = after.trim_start().strip_prefix('"').ok_or("expected quoted value")?;
+        let after = after
+            .trim_start()
+            .strip_prefix('"')
+            .ok_or("expected quoted value")?;
         let (mut value, mut end, mut escaped) = (String::new(), None, false);
         for (i, c) in after.char_indices() {
             match (escaped, c) {
-                (true, 'n') => { value.push('\n'); escaped = false }
-                (true, c) => { value.push(c); escaped = false }
+                (true, 'n') => {
+                    value.push('\n');
+                    escaped = false
+                }
+                (true, c) => {
+                    value.push(c);
+                    escaped = false
+                }
                 (false, '\\') => escaped = true,
-                (false, '"') => { end = Some(i); break }
+                (false, '"') => {
+                    end = Some(i);
+                    break;
+                }
                 (false, c) => value.push(c),
             }
         }
@@ -290,7 +409,10 @@ fn parse_selector(text: &str, strict: bool) -> Result<Labels, String> {
             previous = Some(name.to_owned());
         }
         labels.insert(name.to_owned(), value);
-        rest = after[end + 1..].trim_start().trim_start_matches(',').trim_start();
+        rest = after[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
     }
     Ok(labels)
 }
@@ -314,8 +436,14 @@ fn percent_decode(s: &str) -> String {
                 out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
                 i += 3;
             }
-            b'+' => { out.push(b' '); i += 1 }
-            b => { out.push(b); i += 1 }
+            b'+' => {
+                out.push(b' ');
+                i += 1
+            }
+            b => {
+                out.push(b);
+                i += 1
+            }
         }
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -323,18 +451,35 @@ fn percent_decode(s: &str) -> String {
 
 /// `{selector} |= "a" != "b"`; structured metadata is returned as stream labels (Loki 3).
 fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, String) {
-    let Some(query) = query_param(target, "query") else { return (400, "missing query".into()) };
-    let limit: usize = query_param(target, "limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-    let close = match query.find('}') { Some(i) => i, None => return (400, "parse error".into()) };
-    let selector = match parse_selector(&query[..=close], false) { Ok(s) => s, Err(e) => return (400, format!("parse error: {e}")) };
+    let Some(query) = query_param(target, "query") else {
+        return (400, "missing query".into());
+    };
+    let limit: usize = query_param(target, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let close = match query.find('}') {
+        Some(i) => i,
+        None => return (400, "parse error".into()),
+    };
+    let selector = match parse_selector(&query[..=close], false) {
+        Ok(s) => s,
+        Err(e) => return (400, format!("parse error: {e}")),
+    };
     let mut filters = Vec::new();
     let mut rest = query[close + 1..].trim();
     while !rest.is_empty() {
         let (op, after) = rest.split_at(2.min(rest.len()));
         let after = after.trim_start();
-        let Some(body) = after.strip_prefix('"') else { return (400, "parse error: expected string".into()) };
-        let Some(end) = body.find('"') else { return (400, "parse error: unterminated".into()) };
-        match op { "|=" | "!=" => filters.push((op == "|=", body[..end].to_owned())), _ => return (400, format!("unsupported {op}")) }
+        let Some(body) = after.strip_prefix('"') else {
+            return (400, "parse error: expected string".into());
+        };
+        let Some(end) = body.find('"') else {
+            return (400, "parse error: unterminated".into());
+        };
+        match op {
+            "|=" | "!=" => filters.push((op == "|=", body[..end].to_owned())),
+            _ => return (400, format!("unsupported {op}")),
+        }
         rest = body[end + 1..].trim();
     }
     let s = state.lock().unwrap();
@@ -344,7 +489,11 @@ fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, String) {
         if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             continue;
         }
-        for e in entries.iter().filter(|e| filters.iter().all(|(keep, f)| e.line.contains(f.as_str()) == *keep)) {
+        for e in entries.iter().filter(|e| {
+            filters
+                .iter()
+                .all(|(keep, f)| e.line.contains(f.as_str()) == *keep)
+        }) {
             if count == limit {
                 break;
             }
@@ -354,5 +503,9 @@ fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, String) {
             result.push(json!({"stream": stream, "values": [[e.ts_ns.to_string(), e.line]]}));
         }
     }
-    (200, json!({"status": "success", "data": {"resultType": "streams", "result": result}}).to_string())
+    (
+        200,
+        json!({"status": "success", "data": {"resultType": "streams", "result": result}})
+            .to_string(),
+    )
 }

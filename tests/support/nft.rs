@@ -6,7 +6,10 @@ pub struct SynDrop {
 }
 
 fn nft(args: &[&str]) {
-    let status = Command::new("nft").args(args).status().expect("nft installed");
+    let status = Command::new("nft")
+        .args(args)
+        .status()
+        .expect("nft installed");
     assert!(status.success(), "nft {args:?} failed");
 }
 
@@ -14,8 +17,14 @@ impl SynDrop {
     pub fn new(port: u16) -> SynDrop {
         let table = format!("vigil_test_{}_{port}", std::process::id());
         nft(&["add", "table", "inet", &table]);
-        nft(&["add", "chain", "inet", &table, "input",
-            "{ type filter hook input priority 0; policy accept; }"]);
+        nft(&[
+            "add",
+            "chain",
+            "inet",
+            &table,
+            "input",
+            "{ type filter hook input priority 0; policy accept; }",
+        ]);
         let rule = format!("tcp dport {port} tcp flags syn drop");
         let mut args = vec!["add", "rule", "inet", &table, "input"];
         args.extend(rule.split(' '));
@@ -26,6 +35,8 @@ impl SynDrop {
 
 impl Drop for SynDrop {
     fn drop(&mut self) {
-        let _ = Command::new("nft").args(["delete", "table", "inet", &self.table]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
     }
 }

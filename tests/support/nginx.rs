@@ -59,7 +59,11 @@ impl Nginx {
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

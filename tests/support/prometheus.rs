@@ -22,8 +22,14 @@ impl Prometheus {
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -41,7 +47,11 @@ impl Prometheus {
 
     /// The first sample of an instant query, if any.
     pub fn query(&self, promql: &str) -> Option<f64> {
-        let r = http::get(self.port, &format!("/api/v1/query?query={}", http::encode(promql))).ok()?;
+        let r = http::get(
+            self.port,
+            &format!("/api/v1/query?query={}", http::encode(promql)),
+        )
+        .ok()?;
         let v: Value = serde_json::from_str(&r.body).ok()?;
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }

@@ -36,7 +36,11 @@ sys.exit(int(sys.argv[1]))
 
 fn start(script: &str, arg: &str) -> PythonUpstream {
     // Debian's python3 is on every machine the tests run on; pyenv's may shadow it.
-    let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
     let mut child = Command::new(python)
         // Its own process group, so the forked workers die with it.
         .process_group(0)
@@ -46,8 +50,13 @@ fn start(script: &str, arg: &str) -> PythonUpstream {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("python said {line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python said {line:?}"));
     let stdin = child.stdin.take();
     PythonUpstream { child, port, stdin }
 }

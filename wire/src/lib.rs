@@ -30,7 +30,9 @@ impl Batch {
     /// prost-encode, then snappy-compress.
     pub fn encode_compressed(&self) -> Vec<u8> {
         let raw = self.encode_to_vec();
-        snap::raw::Encoder::new().compress_vec(&raw).expect("snappy compresses any input")
+        snap::raw::Encoder::new()
+            .compress_vec(&raw)
+            .expect("snappy compresses any input")
     }
 
     /// Inverse of [`Batch::encode_compressed`], refusing bodies that would expand past
@@ -38,7 +40,10 @@ impl Batch {
     pub fn decode_compressed(body: &[u8], max_decompressed: usize) -> Result<Batch, WireError> {
         let size = snap::raw::decompress_len(body)?;
         if size > max_decompressed {
-            return Err(WireError::TooLarge { size, limit: max_decompressed });
+            return Err(WireError::TooLarge {
+                size,
+                limit: max_decompressed,
+            });
         }
         let raw = snap::raw::Decoder::new().decompress_vec(body)?;
         Ok(Batch::decode(raw.as_slice())?)
@@ -91,10 +96,21 @@ mod tests {
 
     #[test]
     fn garbage_and_bombs_are_typed_errors() {
-        assert!(matches!(Batch::decode_compressed(b"\xff\xff\xff\xff\xff", 1 << 20), Err(WireError::Snappy(_))));
+        assert!(matches!(
+            Batch::decode_compressed(b"\xff\xff\xff\xff\xff", 1 << 20),
+            Err(WireError::Snappy(_))
+        ));
         let not_proto = snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap();
-        assert!(matches!(Batch::decode_compressed(&not_proto, 1 << 20), Err(WireError::Decode(_))));
-        let big = snap::raw::Encoder::new().compress_vec(&vec![0u8; 4096]).unwrap();
-        assert!(matches!(Batch::decode_compressed(&big, 1024), Err(WireError::TooLarge { .. })));
+        assert!(matches!(
+            Batch::decode_compressed(&not_proto, 1 << 20),
+            Err(WireError::Decode(_))
+        ));
+        let big = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 4096])
+            .unwrap();
+        assert!(matches!(
+            Batch::decode_compressed(&big, 1024),
+            Err(WireError::TooLarge { .. })
+        ));
     }
 }

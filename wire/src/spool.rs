@@ -12,7 +12,10 @@ use tracing::warn;
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One encoded batch, identified by its sequence number for file names and logs.
@@ -36,12 +39,19 @@ pub struct Spool {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_owned(), source }
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl Spool {
     /// `dir` = None keeps everything in memory (tests, or no writable state directory).
-    pub fn open(dir: Option<PathBuf>, memory_limit: usize, disk_limit: u64) -> Result<Self, SpoolError> {
+    pub fn open(
+        dir: Option<PathBuf>,
+        memory_limit: usize,
+        disk_limit: u64,
+    ) -> Result<Self, SpoolError> {
         let mut spool = Spool {
             memory: VecDeque::new(),
             memory_bytes: 0,
@@ -99,7 +109,9 @@ impl Spool {
             return self.drop_batch(batch.id, batch.body.len() as u64, dropped);
         };
         while self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
-            let Some(oldest) = self.disk.pop_front() else { break };
+            let Some(oldest) = self.disk.pop_front() else {
+                break;
+            };
             let size = fs::metadata(&oldest).map(|m| m.len()).unwrap_or(0);
             let _ = fs::remove_file(&oldest);
             self.disk_bytes -= size;
@@ -131,7 +143,12 @@ impl Spool {
     pub fn front(&mut self) -> Option<Spooled> {
         while let Some(path) = self.disk.front() {
             match fs::read(path) {
-                Ok(body) => return Some(Spooled { id: file_id(path), body }),
+                Ok(body) => {
+                    return Some(Spooled {
+                        id: file_id(path),
+                        body,
+                    })
+                }
                 Err(e) => {
                     warn!("unreadable spool file {}: {e}; skipped", path.display());
                     let path = self.disk.pop_front().expect("front exists");
@@ -165,7 +182,9 @@ impl Spool {
 }
 
 fn file_id(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -194,7 +213,10 @@ mod tests {
     }
 
     fn batch(id: u32, size: usize) -> Spooled {
-        Spooled { id: format!("{id:010}"), body: vec![id as u8; size] }
+        Spooled {
+            id: format!("{id:010}"),
+            body: vec![id as u8; size],
+        }
     }
 
     #[test]

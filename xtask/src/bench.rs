@@ -21,7 +21,9 @@ const PACED_RATE: u64 = 10_000;
 const PACED_SECS: u64 = 5;
 
 pub fn collector() -> anyhow::Result<()> {
-    crate::tasks::cmd("cargo").args(["bench", "-p", "vigil-collector", "--bench", "collector"]).run()
+    crate::tasks::cmd("cargo")
+        .args(["bench", "-p", "vigil-collector", "--bench", "collector"])
+        .run()
 }
 
 pub fn probes() -> anyhow::Result<()> {
@@ -39,7 +41,11 @@ pub fn probes() -> anyhow::Result<()> {
     // Three sides: no probes; probes attached but this port not watched (the cost every
     // other connection on the node pays); probes tracking this port.
     let mut sides: [Vec<f64>; 3] = Default::default();
-    let unwatched = if addr.port() == u16::MAX { addr.port() - 1 } else { addr.port() + 1 };
+    let unwatched = if addr.port() == u16::MAX {
+        addr.port() - 1
+    } else {
+        addr.port() + 1
+    };
     for round in 0..ROUNDS {
         // Rotate the order so drift over the run does not favour one side.
         for step in 0..3 {
@@ -50,7 +56,12 @@ pub fn probes() -> anyhow::Result<()> {
                 _ => Some(Agent::start(&agent_bin, addr.port())?),
             };
             let mut block = connect_block(addr, CONNECTS_PER_BLOCK)?;
-            eprintln!("round {}/{ROUNDS} {:>9}: p50 {:.2} µs", round + 1, SIDES[side], percentile(&mut block, 0.5));
+            eprintln!(
+                "round {}/{ROUNDS} {:>9}: p50 {:.2} µs",
+                round + 1,
+                SIDES[side],
+                percentile(&mut block, 0.5)
+            );
             sides[side].extend(block);
             drop(agent);
         }
@@ -69,9 +80,15 @@ const SIDES: [&str; 3] = ["off", "unwatched", "watched"];
 
 fn report(off: &mut [f64], untracked: &mut [f64], tracked: &mut [f64]) {
     let (p50_off, p99_off) = (percentile(off, 0.5), percentile(off, 0.99));
-    println!("connect() on loopback, {} connects per side, interleaved:", off.len());
+    println!(
+        "connect() on loopback, {} connects per side, interleaved:",
+        off.len()
+    );
     println!("  probes off:                 p50 {p50_off:.2} µs  p99 {p99_off:.2} µs");
-    for (name, side) in [("attached, port unwatched", untracked), ("attached, port watched", tracked)] {
+    for (name, side) in [
+        ("attached, port unwatched", untracked),
+        ("attached, port watched", tracked),
+    ] {
         let (p50, p99) = (percentile(side, 0.5), percentile(side, 0.99));
         println!(
             "  {name:<26} p50 {p50:.2} µs  p99 {p99:.2} µs  p50 +{:.2} µs (ratio {:.3}), p99 ratio {:.3}",
@@ -80,7 +97,10 @@ fn report(off: &mut [f64], untracked: &mut [f64], tracked: &mut [f64]) {
             p99 / p99_off
         );
     }
-    let (added, ratio) = (percentile(tracked, 0.5) - p50_off, percentile(tracked, 0.5) / p50_off);
+    let (added, ratio) = (
+        percentile(tracked, 0.5) - p50_off,
+        percentile(tracked, 0.5) / p50_off,
+    );
     println!(
         "  watched port: target ≤ +1 µs or ≤ 5% at p50: {}",
         verdict(added <= 1.0 || ratio <= 1.05)
@@ -88,7 +108,11 @@ fn report(off: &mut [f64], untracked: &mut [f64], tracked: &mut [f64]) {
 }
 
 fn verdict(ok: bool) -> &'static str {
-    if ok { "MET" } else { "NOT MET" }
+    if ok {
+        "MET"
+    } else {
+        "NOT MET"
+    }
 }
 
 fn percentile(samples: &mut [f64], q: f64) -> f64 {
@@ -101,7 +125,10 @@ fn timed_connect(addr: SocketAddr) -> anyhow::Result<f64> {
     let start = Instant::now();
     let stream = TcpStream::connect(addr)?;
     let micros = start.elapsed().as_secs_f64() * 1e6;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid fd and option struct.
     unsafe {
         libc::setsockopt(
@@ -139,7 +166,10 @@ fn agent_cpu_at_rate(agent_bin: &std::path::Path, addr: SocketAddr) -> anyhow::R
     let used = cpu_ticks(agent.child.id())? - before;
     // SAFETY: no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    println!("paced phase: {total} connects in {elapsed:.2} s ({:.0}/s)", total as f64 / elapsed);
+    println!(
+        "paced phase: {total} connects in {elapsed:.2} s ({:.0}/s)",
+        total as f64 / elapsed
+    );
     Ok(used as f64 / hz / elapsed * 1000.0)
 }
 
@@ -172,7 +202,14 @@ impl Agent {
     fn start_as(bin: &std::path::Path, port: u16, consumer: Consumer) -> anyhow::Result<Self> {
         let port = port.to_string();
         let args: Vec<&str> = match consumer {
-            Consumer::Tally => vec!["inspect", "--watch", "--interval", "3600s", "--ports", &port],
+            Consumer::Tally => vec![
+                "inspect",
+                "--watch",
+                "--interval",
+                "3600s",
+                "--ports",
+                &port,
+            ],
             Consumer::Trace => vec!["trace", "--ports", &port],
         };
         let mut child = Command::new(bin)

@@ -77,13 +77,25 @@ fn ebpf_toolchain() -> anyhow::Result<()> {
         .output();
     if let Ok(out) = sysroot {
         let root = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if out.status.success() && Path::new(&root).join("lib/rustlib/src/rust/library").is_dir() {
+        if out.status.success()
+            && Path::new(&root)
+                .join("lib/rustlib/src/rust/library")
+                .is_dir()
+        {
             println!("  {channel} with rust-src present");
             return Ok(());
         }
     }
     cmd("rustup")
-        .args(["toolchain", "install", &channel, "--profile", "minimal", "--component", "rust-src"])
+        .args([
+            "toolchain",
+            "install",
+            &channel,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ])
         .run()
 }
 
@@ -100,7 +112,12 @@ fn bpf_linker() -> anyhow::Result<()> {
     // Without LLVM_PREFIX it finds Debian's LLVM 14 and fails.
     cmd("cargo")
         .env("LLVM_PREFIX", "/usr/lib/llvm-22")
-        .args(["install", "bpf-linker", "--version", &format!("~{BPF_LINKER_VERSION}")])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            &format!("~{BPF_LINKER_VERSION}"),
+        ])
         .args(["--no-default-features", "--features", "llvm-22"])
         .run()
 }
@@ -110,7 +127,9 @@ fn tracefs() -> anyhow::Result<()> {
         println!("  mounted");
         return Ok(());
     }
-    cmd("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).run()?;
+    cmd("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .run()?;
     if !Path::new("/sys/kernel/tracing/events").is_dir() {
         bail!("tracefs mounted but /sys/kernel/tracing/events is missing");
     }

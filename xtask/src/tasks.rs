@@ -8,7 +8,10 @@ use std::{
 use anyhow::{bail, Context};
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask in workspace").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask in workspace")
+        .to_owned()
 }
 
 /// A command echoed before it runs, failing with its exit status.
@@ -59,7 +62,11 @@ impl Cmd {
     pub fn run(mut self) -> anyhow::Result<()> {
         let shown = format!("{:?}", self.0).replace('"', "");
         println!("+ {shown}");
-        let status = self.0.stdin(Stdio::null()).status().with_context(|| shown.clone())?;
+        let status = self
+            .0
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| shown.clone())?;
         if !status.success() {
             bail!("`{shown}` failed: {status}");
         }
@@ -76,7 +83,14 @@ pub fn require_root() -> anyhow::Result<()> {
 }
 
 pub fn build(release: bool) -> anyhow::Result<()> {
-    let mut c = cmd("cargo").args(["build", "--bins", "-p", "vigil-agent", "-p", "vigil-collector"]);
+    let mut c = cmd("cargo").args([
+        "build",
+        "--bins",
+        "-p",
+        "vigil-agent",
+        "-p",
+        "vigil-collector",
+    ]);
     if release {
         c = c.arg("--release");
     }
@@ -111,11 +125,20 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
 
 /// Sums cargo's `test result: ok. N passed; M failed; ...` lines.
 fn count_results(line: &str, passed: &mut u64, failed: &mut u64) {
-    let Some(rest) = line.strip_prefix("test result: ") else { return };
+    let Some(rest) = line.strip_prefix("test result: ") else {
+        return;
+    };
     for part in rest.split(';') {
         let mut words = part.split_whitespace().rev();
-        let (Some(label), Some(n)) = (words.next(), words.next()) else { continue };
-        let n: u64 = n.trim_start_matches("ok.").trim_start_matches("FAILED.").trim().parse().unwrap_or(0);
+        let (Some(label), Some(n)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let n: u64 = n
+            .trim_start_matches("ok.")
+            .trim_start_matches("FAILED.")
+            .trim()
+            .parse()
+            .unwrap_or(0);
         match label {
             "passed" => *passed += n,
             "failed" => *failed += n,
@@ -132,7 +155,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     build(true)?;
     let bins = bin_dir(true);
     let state = workspace_root().join("target/vigil-state");
-    println!("+ starting vigil-collector on 127.0.0.1:9470 (metrics: http://127.0.0.1:9470/metrics)");
+    println!(
+        "+ starting vigil-collector on 127.0.0.1:9470 (metrics: http://127.0.0.1:9470/metrics)"
+    );
     let mut collector = Command::new(bins.join("vigil-collector"))
         .stdin(Stdio::null())
         .spawn()

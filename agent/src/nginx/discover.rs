@@ -295,10 +295,9 @@ fn wait_with_timeout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::fs;
     use std::os::unix::fs::{symlink, PermissionsExt};
-    use crate::test_support::TempDir;
-
 
     fn fake_process(root: &Path, pid: u32, comm: &str, cmdline: &[u8], ppid: u32) {
         let dir = root.join(pid.to_string());

@@ -303,10 +303,9 @@ fn decode_lossy(bytes: Vec<u8>, cut: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempDir;
     use std::fs::OpenOptions;
     use std::io::Write;
-    use crate::test_support::TempDir;
-
 
     fn append(path: &Path, data: &[u8]) {
         OpenOptions::new()

@@ -22,7 +22,13 @@ pub struct LogEntry {
 impl LogEntry {
     /// Rough encoded size, for batching by bytes.
     pub fn size(&self) -> usize {
-        self.line.len() + self.metadata.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 16
+        self.line.len()
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum::<usize>()
+            + 16
     }
 
     fn labels(&self) -> String {
@@ -77,19 +83,30 @@ pub fn push_request(entries: &[LogEntry], with_metadata: bool) -> PushRequest {
                 .into_iter()
                 .map(|e| EntryAdapter {
                     timestamp: Some(Timestamp::from_unix_ns(e.unix_ns)),
-                    line: if with_metadata { e.line.clone() } else { fold_metadata(&e.line, &e.metadata) },
+                    line: if with_metadata {
+                        e.line.clone()
+                    } else {
+                        fold_metadata(&e.line, &e.metadata)
+                    },
                     structured_metadata: if with_metadata {
                         e.metadata
                             .iter()
                             .filter(|(_, v)| !v.is_empty())
-                            .map(|(k, v)| LabelPairAdapter { name: (*k).to_owned(), value: v.clone() })
+                            .map(|(k, v)| LabelPairAdapter {
+                                name: (*k).to_owned(),
+                                value: v.clone(),
+                            })
                             .collect()
                     } else {
                         Vec::new()
                     },
                 })
                 .collect();
-            StreamAdapter { labels, entries, hash: 0 }
+            StreamAdapter {
+                labels,
+                entries,
+                hash: 0,
+            }
         })
         .collect();
     PushRequest { streams }
@@ -98,7 +115,9 @@ pub fn push_request(entries: &[LogEntry], with_metadata: bool) -> PushRequest {
 /// The body of `POST /loki/api/v1/push`: protobuf, snappy raw block (not framed).
 pub fn encode_push(entries: &[LogEntry], with_metadata: bool) -> Vec<u8> {
     let raw = push_request(entries, with_metadata).encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).expect("snappy compresses any input")
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compresses any input")
 }
 
 /// Inverse of [`encode_push`] (with metadata) for batches the collector spooled to disk.
@@ -134,7 +153,11 @@ pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
                 source,
                 level,
                 line: e.line,
-                metadata: e.structured_metadata.into_iter().filter_map(|p| Some((metadata_name(&p.name)?, p.value))).collect(),
+                metadata: e
+                    .structured_metadata
+                    .into_iter()
+                    .filter_map(|p| Some((metadata_name(&p.name)?, p.value)))
+                    .collect(),
             });
         }
     }
@@ -143,9 +166,18 @@ pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
 
 /// Metadata names are a fixed vocabulary; map a decoded one back to it.
 fn metadata_name(name: &str) -> Option<&'static str> {
-    ["upstream", "result", "upstream_error", "errno", "parsed", "truncated", "status", "alertname"]
-        .into_iter()
-        .find(|n| *n == name)
+    [
+        "upstream",
+        "result",
+        "upstream_error",
+        "errno",
+        "parsed",
+        "truncated",
+        "status",
+        "alertname",
+    ]
+    .into_iter()
+    .find(|n| *n == name)
 }
 
 #[cfg(test)]
@@ -159,17 +191,40 @@ mod tests {
             source,
             level: "error",
             line: line.into(),
-            metadata: vec![("upstream", "127.0.0.1:8084".into()), ("errno", "111".into())],
+            metadata: vec![
+                ("upstream", "127.0.0.1:8084".into()),
+                ("errno", "111".into()),
+            ],
         }
     }
 
     #[test]
     fn groups_streams_and_sorts_entries() {
-        let req = push_request(&[entry(3, "ebpf", "c"), entry(1, "ebpf", "a"), entry(2, "nginx_error", "b")], true);
+        let req = push_request(
+            &[
+                entry(3, "ebpf", "c"),
+                entry(1, "ebpf", "a"),
+                entry(2, "nginx_error", "b"),
+            ],
+            true,
+        );
         assert_eq!(req.streams.len(), 2);
-        let ebpf = req.streams.iter().find(|s| s.labels.contains("ebpf")).unwrap();
-        assert_eq!(ebpf.labels, r#"{job="vigil", level="error", node="n1", source="ebpf"}"#);
-        assert_eq!(ebpf.entries.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        let ebpf = req
+            .streams
+            .iter()
+            .find(|s| s.labels.contains("ebpf"))
+            .unwrap();
+        assert_eq!(
+            ebpf.labels,
+            r#"{job="vigil", level="error", node="n1", source="ebpf"}"#
+        );
+        assert_eq!(
+            ebpf.entries
+                .iter()
+                .map(|e| e.line.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "c"]
+        );
         assert_eq!(ebpf.entries[0].structured_metadata.len(), 2);
     }
 
@@ -179,7 +234,10 @@ mod tests {
         let e = &req.streams[0].entries[0];
         assert!(e.structured_metadata.is_empty());
         assert_eq!(e.line, "refused upstream=127.0.0.1:8084 errno=111");
-        assert_eq!(fold_metadata("x", &[("msg", "a \"b\"".into())]), r#"x msg="a \"b\"""#);
+        assert_eq!(
+            fold_metadata("x", &[("msg", "a \"b\"".into())]),
+            r#"x msg="a \"b\"""#
+        );
     }
 
     #[test]
@@ -192,11 +250,19 @@ mod tests {
 
     #[test]
     fn decodes_with_the_independent_loki_api_types() {
-        let body = encode_push(&[entry(1_700_000_000_123_456_789, "ebpf", "line one")], true);
+        let body = encode_push(
+            &[entry(1_700_000_000_123_456_789, "ebpf", "line one")],
+            true,
+        );
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        let theirs = <loki_api::logproto::PushRequest as loki_api::prost::Message>::decode(raw.as_slice()).unwrap();
+        let theirs =
+            <loki_api::logproto::PushRequest as loki_api::prost::Message>::decode(raw.as_slice())
+                .unwrap();
         assert_eq!(theirs.streams.len(), 1);
-        assert_eq!(theirs.streams[0].labels, r#"{job="vigil", level="error", node="n1", source="ebpf"}"#);
+        assert_eq!(
+            theirs.streams[0].labels,
+            r#"{job="vigil", level="error", node="n1", source="ebpf"}"#
+        );
         let e = &theirs.streams[0].entries[0];
         assert_eq!(e.line, "line one");
         let ts = e.timestamp.as_ref().unwrap();

@@ -18,7 +18,10 @@ pub fn next_spool_id() -> u128 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0)
     });
     start * 1_000_000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -29,7 +32,9 @@ pub use sink::{LokiAuth, LokiConfig, LokiSink};
 pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
     let mut out = Vec::new();
     for c in &batch.connections {
-        let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error).label();
+        let result = ConnectResult::try_from(c.result)
+            .unwrap_or(ConnectResult::Error)
+            .label();
         if result == "ok" && !c.silent_close && !c.reset {
             continue;
         }
@@ -56,7 +61,10 @@ pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
         });
     }
     for e in &batch.nginx_errors {
-        let mut metadata = vec![("upstream", e.upstream.clone()), ("upstream_error", e.upstream_error.clone())];
+        let mut metadata = vec![
+            ("upstream", e.upstream.clone()),
+            ("upstream_error", e.upstream_error.clone()),
+        ];
         if e.errno != 0 {
             metadata.push(("errno", e.errno.to_string()));
         }

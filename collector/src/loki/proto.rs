@@ -49,6 +49,9 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn from_unix_ns(ns: i64) -> Self {
-        Timestamp { seconds: ns.div_euclid(1_000_000_000), nanos: ns.rem_euclid(1_000_000_000) as i32 }
+        Timestamp {
+            seconds: ns.div_euclid(1_000_000_000),
+            nanos: ns.rem_euclid(1_000_000_000) as i32,
+        }
     }
 }

@@ -65,10 +65,20 @@ impl LokiSink {
     pub fn start(config: LokiConfig) -> Result<LokiSink, SpoolError> {
         let spool = Spool::open(config.spool_dir.clone(), 0, config.spool_disk_bytes)?;
         if !spool.is_empty() {
-            info!(batches = spool.len(), "resending Loki batches spooled by an earlier run");
+            info!(
+                batches = spool.len(),
+                "resending Loki batches spooled by an earlier run"
+            );
         }
-        let queue = Arc::new(Queue { entries: Mutex::new(VecDeque::new()), spool: Mutex::new(spool), wake: Condvar::new() });
-        let sink = LokiSink { queue: queue.clone(), limit: config.queue_limit };
+        let queue = Arc::new(Queue {
+            entries: Mutex::new(VecDeque::new()),
+            spool: Mutex::new(spool),
+            wake: Condvar::new(),
+        });
+        let sink = LokiSink {
+            queue: queue.clone(),
+            limit: config.queue_limit,
+        };
         std::thread::Builder::new()
             .name("vigil-loki".into())
             .spawn(move || Shipper::new(config).run(&queue))
@@ -96,8 +106,15 @@ impl LokiSink {
         let mut spool = self.queue.spool.lock().expect("loki spool lock");
         // The id carries the line count, so what the bound drops is counted exactly.
         let id = format!("{:030}-{}", crate::loki::next_spool_id(), chunk.len());
-        for dropped in spool.push(Spooled { id, body: encode_push(&chunk, true) }) {
-            let lines: u64 = dropped.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        for dropped in spool.push(Spooled {
+            id,
+            body: encode_push(&chunk, true),
+        }) {
+            let lines: u64 = dropped
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             warn!(lines, "Loki queue and spool full: oldest lines dropped");
             counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full").increment(lines);
         }
@@ -122,7 +139,13 @@ impl Shipper {
             .build()
             .into();
         let push_url = format!("{}/loki/api/v1/push", config.url);
-        Shipper { config, http, push_url, metadata_ok: true, attempt: 0 }
+        Shipper {
+            config,
+            http,
+            push_url,
+            metadata_ok: true,
+            attempt: 0,
+        }
     }
 
     fn run(mut self, queue: &Queue) {
@@ -144,7 +167,10 @@ impl Shipper {
                 return self.gather(queue, q);
             }
             // Woken by enqueue; the timeout also covers entries that went straight to the spool.
-            let _ = queue.wake.wait_timeout(q, Duration::from_millis(500)).expect("loki queue lock");
+            let _ = queue
+                .wake
+                .wait_timeout(q, Duration::from_millis(500))
+                .expect("loki queue lock");
         }
     }
 
@@ -161,7 +187,11 @@ impl Shipper {
         None
     }
 
-    fn gather<'a>(&self, queue: &'a Queue, mut q: std::sync::MutexGuard<'a, VecDeque<LogEntry>>) -> Vec<LogEntry> {
+    fn gather<'a>(
+        &self,
+        queue: &'a Queue,
+        mut q: std::sync::MutexGuard<'a, VecDeque<LogEntry>>,
+    ) -> Vec<LogEntry> {
         let opened = Instant::now();
         loop {
             let bytes: usize = q.iter().map(LogEntry::size).sum();
@@ -169,7 +199,11 @@ impl Shipper {
             if bytes >= self.config.batch_bytes || age >= self.config.batch_age {
                 break;
             }
-            q = queue.wake.wait_timeout(q, self.config.batch_age - age).expect("loki queue lock").0;
+            q = queue
+                .wake
+                .wait_timeout(q, self.config.batch_age - age)
+                .expect("loki queue lock")
+                .0;
         }
         let mut size = 0;
         let mut take = 0;
@@ -205,7 +239,9 @@ impl Shipper {
                     std::thread::sleep(self.backoff());
                     pending.push(entries);
                 }
-                Push::BadRequest(message) if self.metadata_ok && message.contains("structured metadata") => {
+                Push::BadRequest(message)
+                    if self.metadata_ok && message.contains("structured metadata") =>
+                {
                     warn!("Loki refuses structured metadata; folding it into the log line from now on");
                     self.metadata_ok = false;
                     pending.push(entries);
@@ -223,7 +259,8 @@ impl Shipper {
                     warn!(%message, line = %entries[0].line.chars().take(200).collect::<String>(), "Loki rejected a log line; dropped");
                 }
                 Push::Refused(status, message) => {
-                    counter!("vigil_loki_lines_failed_total", "reason" => status.to_string()).increment(entries.len() as u64);
+                    counter!("vigil_loki_lines_failed_total", "reason" => status.to_string())
+                        .increment(entries.len() as u64);
                     warn!(status, %message, lines = entries.len(), "Loki refused the batch (check URL, tenant and credentials); dropped");
                 }
             }
@@ -231,9 +268,12 @@ impl Shipper {
     }
 
     fn backoff(&mut self) -> Duration {
-        let ceiling = (Duration::from_millis(200) * 2u32.saturating_pow(self.attempt.min(10))).min(Duration::from_secs(30));
+        let ceiling = (Duration::from_millis(200) * 2u32.saturating_pow(self.attempt.min(10)))
+            .min(Duration::from_secs(30));
         self.attempt += 1;
-        let jitter = u64::from(std::process::id().wrapping_mul(self.attempt.wrapping_mul(2_654_435_761)) % 1000);
+        let jitter = u64::from(
+            std::process::id().wrapping_mul(self.attempt.wrapping_mul(2_654_435_761)) % 1000,
+        );
         ceiling / 2 + ceiling.mul_f64(jitter as f64 / 2000.0)
     }
 
@@ -247,9 +287,14 @@ impl Shipper {
             request = request.header("X-Scope-OrgID", tenant);
         }
         match &self.config.auth {
-            Some(LokiAuth::Bearer(token)) => request = request.header("Authorization", &format!("Bearer {token}")),
+            Some(LokiAuth::Bearer(token)) => {
+                request = request.header("Authorization", &format!("Bearer {token}"))
+            }
             Some(LokiAuth::Basic { user, password }) => {
-                request = request.header("Authorization", &format!("Basic {}", base64(&format!("{user}:{password}"))))
+                request = request.header(
+                    "Authorization",
+                    &format!("Basic {}", base64(&format!("{user}:{password}"))),
+                )
             }
             None => {}
         }
@@ -274,7 +319,11 @@ fn base64(input: &str) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
