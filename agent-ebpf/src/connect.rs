@@ -7,10 +7,9 @@
 //! missing; offsets from its `format` file, checked by the agent at load time).
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
-    EbpfContext,
 };
 use vigil_agent_ebpf::{
     conn_flags,
@@ -21,18 +20,13 @@ use vigil_agent_ebpf::{
     setting, stat, tcp_state, Connection, ConnectionClosed,
 };
 
-use crate::maps::{count, now_ns, port_watched, setting, tracked, CONNECTIONS, CONNECTION_EVENTS};
+use crate::{
+    maps::{count, now_ns, port_watched, tracked, CONNECTIONS, CONNECTION_EVENTS},
+    read::{kernel_field, record},
+};
 
 const IPPROTO_TCP: u16 = 6;
 const AF_INET: u16 = 2;
-
-/// A field of a classic tracepoint record: a direct load, no helper call.
-///
-/// SAFETY: `offset` must be a naturally aligned field of the record (see `fields`).
-#[inline(always)]
-pub unsafe fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    unsafe { *(ctx.as_ptr() as *const u8).add(offset).cast::<T>() }
-}
 
 /// Where a state change's socket fields come from.
 enum Source<'a> {
@@ -42,12 +36,8 @@ enum Source<'a> {
 
 impl Source<'_> {
     #[inline(always)]
-    unsafe fn sock<T: Copy + Default>(sk: u64, which: u32) -> T {
-        match setting(which) {
-            Some(off) => unsafe { bpf_probe_read_kernel((sk as usize + off) as *const T) }
-                .unwrap_or_default(),
-            None => T::default(),
-        }
+    unsafe fn sock<T: Default>(sk: u64, which: u32) -> T {
+        unsafe { kernel_field(sk, which) }.unwrap_or_default()
     }
 
     unsafe fn dport(&self) -> u16 {
@@ -184,10 +174,9 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
 /// transitions (softirq, timers) cannot tell. Record it now.
 #[inline(always)]
 unsafe fn start_tracking(src: &Source, skaddr: u64) {
-    let dport = unsafe { src.dport() };
-    // SAFETY: lookup only.
     // Only TCP-like sockets reach SYN_SENT; MPTCP's are told apart at close, off the
     // connect() path.
+    let dport = unsafe { src.dport() };
     if !port_watched(dport) {
         return;
     }
@@ -206,12 +195,6 @@ unsafe fn start_tracking(src: &Source, skaddr: u64) {
     }
 }
 
-#[inline(always)]
-unsafe fn read_sock<T: Default>(skaddr: u64, which: u32) -> Option<T> {
-    let offset = setting(which)?;
-    unsafe { bpf_probe_read_kernel((skaddr as usize + offset) as *const T) }.ok()
-}
-
 unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i32) {
     if unsafe { src.protocol() } != IPPROTO_TCP {
         return;
@@ -220,10 +203,10 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
         count(stat::EVENTS_LOST);
         return;
     };
-    let sk_err = unsafe { read_sock::<i32>(skaddr, setting::SOCK_SK_ERR) }.unwrap_or(-1);
-    let bytes_sent = unsafe { read_sock::<u64>(skaddr, setting::TCP_BYTES_SENT) }.unwrap_or(0);
+    let sk_err = unsafe { kernel_field::<i32>(skaddr, setting::SOCK_SK_ERR) }.unwrap_or(-1);
+    let bytes_sent = unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_SENT) }.unwrap_or(0);
     let bytes_received =
-        unsafe { read_sock::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) }.unwrap_or(0);
+        unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) }.unwrap_or(0);
     let family = unsafe { src.family() };
     entry.write(ConnectionClosed {
         conn: *conn,

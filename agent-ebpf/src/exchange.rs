@@ -3,15 +3,14 @@
 //! (raw `sk_data_ready` with `bytes_received > 0`, or on older kernels the classic
 //! `tcp/tcp_probe` with `data_len > 0`). No first byte before the client closes = silent close.
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use vigil_agent_ebpf::{fields::tcp_probe as tp, setting};
 
 use crate::{
-    connect::record,
-    maps::{now_ns, setting, tracked},
+    maps::{now_ns, tracked},
+    read::{kernel_field, record},
 };
 
 #[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
@@ -41,14 +40,9 @@ pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // A bare FIN wakes readers too: only bytes actually received count.
-    let received = match setting(setting::TCP_BYTES_RECEIVED) {
-        // SAFETY: offset from BTF; probe_read tolerates a bad pointer.
-        Some(off) => {
-            unsafe { bpf_probe_read_kernel((skaddr as usize + off) as *const u64) }.unwrap_or(0)
-        }
-        None => 0,
-    };
-    if received > 0 {
+    // SAFETY: the socket of a tracked connection; offset from BTF.
+    let received = unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) };
+    if received.unwrap_or(0) > 0 {
         conn.first_byte_ns = now_ns();
     }
     0

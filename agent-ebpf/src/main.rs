@@ -12,6 +12,7 @@ mod connect;
 mod exchange;
 mod maps;
 mod owner;
+mod read;
 
 #[cfg(not(test))]
 #[panic_handler]

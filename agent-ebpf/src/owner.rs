@@ -2,17 +2,15 @@
 //! thread group is gone, with `task->exit_code` (status << 8 | signal) read at the offset the
 //! agent found in BTF.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use vigil_agent_ebpf::{fields, setting, stat, ProcessExit};
 
 use crate::{
-    connect::record,
-    maps::{count, now_ns, setting, EXIT_EVENTS, WATCHED_PIDS},
+    maps::{count, now_ns, EXIT_EVENTS, WATCHED_PIDS},
+    read::{kernel_field, record},
 };
 
 #[tracepoint(category = "sched", name = "sched_process_exit")]
@@ -27,14 +25,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if unsafe { record::<u8>(&ctx, fields::sched_process_exit::GROUP_DEAD) } == 0 {
         return 0;
     }
-    let exit_code = match setting(setting::TASK_EXIT_CODE) {
-        Some(offset) => {
-            // SAFETY: `current` is valid while it runs; offset from BTF.
-            let task = unsafe { bpf_get_current_task() } as usize;
-            unsafe { bpf_probe_read_kernel((task + offset) as *const i32) }.unwrap_or(-1)
-        }
-        None => -1,
-    };
+    // SAFETY: `current` is valid while it runs; offset from BTF.
+    let exit_code = unsafe { kernel_field::<i32>(bpf_get_current_task(), setting::TASK_EXIT_CODE) }
+        .unwrap_or(-1);
     let Some(mut entry) = EXIT_EVENTS.reserve::<ProcessExit>(0) else {
         count(stat::EXITS_LOST);
         return 0;
