@@ -26,15 +26,26 @@ impl MonotonicClock {
     pub fn unix_ns(&self, monotonic_ns: u64) -> i128 {
         i128::from(monotonic_ns) + self.offset_ns
     }
-
-    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
-        rfc3339(self.unix_ns(monotonic_ns))
-    }
 }
 
 /// Current wall clock as Unix ns.
 pub fn unix_now_ns() -> i128 {
     clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Serde: Unix ns written as RFC 3339 (times are kept as numbers, formatted only for output).
+pub fn serialize_rfc3339<S: serde::Serializer>(unix_ns: &i128, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*unix_ns))
+}
+
+pub fn serialize_rfc3339_opt<S: serde::Serializer>(
+    unix_ns: &Option<i128>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match unix_ns {
+        Some(ns) => serialize_rfc3339(ns, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-25T10:13:58.123456Z`.
@@ -73,41 +84,5 @@ mod tests {
             super::rfc3339(1_795_602_838_123_456_789),
             "2026-11-25T10:33:58.123456Z"
         );
-    }
-}
-
-/// Unix ms of an RFC 3339 UTC timestamp as `rfc3339` writes it (`...Z`).
-pub fn parse_rfc3339_ms(ts: &str) -> Option<i64> {
-    let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>());
-    let (h, min, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    Some(((days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis)
-}
-
-/// (year, month, day) to days since 1970-01-01 (inverse of `civil_from_days`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod parse_tests {
-    #[test]
-    fn parses_what_rfc3339_writes() {
-        let ns: i128 = 1_795_602_838_123_456_789;
-        assert_eq!(
-            super::parse_rfc3339_ms(&super::rfc3339(ns)),
-            Some(1_795_602_838_123)
-        );
-        assert_eq!(super::parse_rfc3339_ms("garbage"), None);
     }
 }

@@ -12,9 +12,9 @@ use serde::Serialize;
 use crate::{
     clock::{rfc3339, unix_now_ns},
     nginx_view::{NginxSnapshot, NginxView},
+    poll::{PollLoop, Tick},
     probes::{Capabilities, ProbeStats, Probes},
     procs::ProcessSample,
-    trace::{shutdown_signal, POLL_INTERVAL},
     tracker::ConnectionRecord,
     upstreams::{UpstreamChange, UpstreamState},
     watch::{NodeWatcher, RoledSample},
@@ -88,22 +88,21 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
     let mut node = NodeWatcher::start(args.ports.clone(), nginx, false)?;
     let mut tallies: BTreeMap<u16, ConnectionTally> = BTreeMap::new();
     let started = Instant::now();
-    let mut next_snapshot = started;
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut ticks = PollLoop::new(Some(args.interval))?;
+    let mut first = true;
     eprintln!("vigil-agent inspect: ready");
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown_signal() => break,
+        let tick = ticks.next().await;
+        if matches!(tick, Tick::Stop) {
+            break;
         }
         node.poll(|r| tallies.entry(r.dst.port()).or_default().add(&r));
-        if Instant::now() < next_snapshot {
+        if matches!(tick, Tick::Poll) {
             continue;
         }
-        let first = next_snapshot == started;
-        next_snapshot += args.interval;
-        let now = rfc3339(unix_now_ns());
-        for change in node.refresh(&now)? {
+        let now_ns = unix_now_ns();
+        let now = rfc3339(now_ns);
+        for change in node.refresh(now_ns)? {
             if args.watch {
                 emit(&Output::Change {
                     ts: now.clone(),
@@ -119,6 +118,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         if done {
             return Ok(());
         }
+        first = false;
     }
     Ok(())
 }

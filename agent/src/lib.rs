@@ -12,6 +12,7 @@ pub mod nginx;
 pub mod nginx_view;
 pub mod outbox;
 pub mod owners;
+pub mod poll;
 pub mod ports;
 pub mod probes;
 pub mod procs;

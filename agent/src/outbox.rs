@@ -28,9 +28,8 @@ pub struct Sealed {
     pub body: Vec<u8>,
 }
 
-fn unix_ms_from_rfc3339(ts: &str) -> i64 {
-    // Our own timestamps only (YYYY-MM-DDTHH:MM:SS.ffffffZ); 0 when absent.
-    crate::clock::parse_rfc3339_ms(ts).unwrap_or(0)
+fn unix_ms(unix_ns: i128) -> i64 {
+    (unix_ns / 1_000_000) as i64
 }
 
 impl Outbox {
@@ -65,7 +64,7 @@ impl Outbox {
         batch.agent_id = self.agent_id.clone();
         batch.node = self.node.clone();
         batch.sequence = self.next_sequence;
-        batch.created_unix_ms = (crate::clock::unix_now_ns() / 1_000_000) as i64;
+        batch.created_unix_ms = unix_ms(crate::clock::unix_now_ns());
         self.next_sequence += 1;
         self.opened = Instant::now();
         Some(Sealed {
@@ -112,7 +111,7 @@ fn exit(e: &ProcessExitInfo) -> wire::ProcessExit {
     wire::ProcessExit {
         pid: e.pid,
         comm: e.comm.clone(),
-        unix_ms: unix_ms_from_rfc3339(&e.at),
+        unix_ms: unix_ms(e.at),
         status: e.status,
         signal: e.signal,
     }
@@ -123,11 +122,15 @@ pub fn upstream(s: &UpstreamState) -> wire::UpstreamStatus {
     wire::UpstreamStatus {
         port: u32::from(s.port),
         listening: l.is_some(),
-        addr: l.map(|l| l.addr.to_string()).unwrap_or_default(),
+        addr: l
+            .map(|l| l.addr)
+            .or(s.last_addr)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
         accept_queue: l.map_or(0, |l| l.accept_queue),
         backlog: l.map_or(0, |l| l.backlog),
         owner: l.and_then(|l| l.owner.as_ref()).map(identity),
-        gone_since_unix_ms: s.gone_since.as_deref().map_or(0, unix_ms_from_rfc3339),
+        gone_since_unix_ms: s.gone_since.map_or(0, unix_ms),
         last_owner: s.last_owner.as_ref().map(identity),
         last_exit: s.last_exit.as_ref().map(exit),
     }

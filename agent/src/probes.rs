@@ -218,6 +218,7 @@ pub struct Probes {
     connections: RingBuf<MapData>,
     exits: RingBuf<MapData>,
     watched_ports: BTreeSet<u16>,
+    watched_pids: BTreeSet<u32>,
     pub capabilities: Capabilities,
 }
 
@@ -226,10 +227,7 @@ impl Probes {
         check_privileges()?;
         ensure_tracefs()?;
         relax_memlock();
-        let mut ebpf = Ebpf::load(PROBES).map_err(|e| match permission_denied(&e) {
-            true => ProbeError::Permission(e.to_string()),
-            false => ProbeError::Load(e),
-        })?;
+        let mut ebpf = Ebpf::load(PROBES)?;
         let mut capabilities = Capabilities::default();
         let known = write_offsets(&mut ebpf, &mut capabilities)?;
         attach_all(&mut ebpf, &known, &mut capabilities)?;
@@ -240,6 +238,7 @@ impl Probes {
             connections,
             exits,
             watched_ports: BTreeSet::new(),
+            watched_pids: BTreeSet::new(),
             capabilities,
         })
     }
@@ -267,13 +266,21 @@ impl Probes {
         Ok(())
     }
 
-    /// Report this process's exit (an upstream owner). The probe forgets it after one exit.
-    pub fn watch_pid(&mut self, tgid: u32) -> Result<(), ProbeError> {
+    /// Report these processes' exits (upstream owners and workers): only the difference
+    /// from the last call touches the map. The probe forgets a pid after its exit.
+    pub fn set_watched_pids(&mut self, pids: &BTreeSet<u32>) -> Result<(), ProbeError> {
         let map = self.ebpf.map_mut("WATCHED_PIDS").expect("map in object");
         let mut map: HashMap<_, u32, u8> =
             HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
-        map.insert(tgid, 1, 0)
-            .map_err(|e| ProbeError::Map("WATCHED_PIDS", e))
+        for pid in self.watched_pids.difference(pids) {
+            let _ = map.remove(pid);
+        }
+        for pid in pids.difference(&self.watched_pids) {
+            map.insert(pid, 1, 0)
+                .map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
+        }
+        self.watched_pids = pids.clone();
+        Ok(())
     }
 
     pub fn drain_connections(&mut self, mut each: impl FnMut(ConnectionClosed)) -> usize {
@@ -314,11 +321,6 @@ fn drain<T: Copy>(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(T)) -> usiz
 fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, ProbeError> {
     let map = ebpf.take_map(name).expect("map in object");
     RingBuf::try_from(map).map_err(|e| ProbeError::Map(name, e))
-}
-
-fn permission_denied(e: &EbpfError) -> bool {
-    let text = format!("{e:?}");
-    text.contains("PermissionDenied") || text.contains("EPERM") || text.contains("os error 1)")
 }
 
 const CAP_SYS_ADMIN: u32 = 21;

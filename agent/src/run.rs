@@ -1,9 +1,5 @@
 //! `vigil-agent run`: watch the node and stream batches to the collector.
-use std::{
-    collections::BTreeSet,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -11,12 +7,12 @@ use tracing::{info, warn};
 use vigil_wire::spool::{Spool, Spooled};
 
 use crate::{
-    clock::{rfc3339, unix_now_ns},
+    clock::unix_now_ns,
     nginx_view::NginxView,
     outbox::{self, Outbox},
+    poll::{PollLoop, Tick},
     probes::Probes,
     ship::Shipper,
-    trace::{shutdown_signal, POLL_INTERVAL},
     watch::NodeWatcher,
 };
 
@@ -85,22 +81,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut outbox = Outbox::new(agent_id.clone(), node.clone());
     info!(%agent_id, collector = %args.collector, ports = watcher.ports.len(), "streaming to the collector");
     eprintln!("vigil-agent run: ready");
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
-    let mut next_sample = Instant::now();
+    let mut ticks = PollLoop::new(Some(args.interval))?;
     let mut dropped_reported = 0;
     loop {
-        let stopping = tokio::select! {
-            _ = ticker.tick() => false,
-            _ = shutdown_signal() => true,
-        };
+        let tick = ticks.next().await;
+        let stopping = matches!(tick, Tick::Stop);
         let now_ns = unix_now_ns() as i64;
         let batch = outbox.batch();
         let events = watcher.poll(|r| batch.connections.push(outbox::connection(&r)));
         for event in events {
             outbox::log_event(outbox.batch(), event, now_ns);
         }
-        if Instant::now() >= next_sample {
-            next_sample += args.interval;
+        if matches!(tick, Tick::Sample) {
             sample(&mut watcher, &mut outbox, &shipper)?;
             let (_, dropped) = shipper.spool_state();
             if dropped > dropped_reported {
@@ -128,8 +120,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// The slow path: upstream states, process samples and the agent's health.
 fn sample(watcher: &mut NodeWatcher, outbox: &mut Outbox, shipper: &Shipper) -> anyhow::Result<()> {
-    let now = rfc3339(unix_now_ns());
-    for change in watcher.refresh(&now)? {
+    for change in watcher.refresh(unix_now_ns())? {
         info!(?change, "upstream changed");
     }
     let samples = watcher.sample();

@@ -12,7 +12,10 @@ use std::{
 
 use tracing::{info, warn};
 
-use vigil_wire::spool::{Spool, Spooled};
+use vigil_wire::{
+    backoff::Backoff,
+    spool::{Spool, Spooled},
+};
 
 #[derive(Default)]
 pub struct ShipStats {
@@ -38,27 +41,6 @@ enum Outcome {
     Delivered,
     Refused(u16),
     Retry(String),
-}
-
-/// Full-jitter exponential backoff (xorshift: no RNG dependency for a sleep length).
-struct Backoff {
-    attempt: u32,
-    seed: u64,
-}
-
-impl Backoff {
-    const BASE: Duration = Duration::from_millis(100);
-    const CAP: Duration = Duration::from_secs(30);
-
-    fn next(&mut self) -> Duration {
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let ceiling = (Self::BASE * 2u32.saturating_pow(self.attempt.min(16))).min(Self::CAP);
-        self.attempt += 1;
-        // Half fixed, half random: never a zero wait, never in lockstep with other agents.
-        ceiling / 2 + ceiling.mul_f64((self.seed % 1000) as f64 / 2000.0)
-    }
 }
 
 impl Shipper {
@@ -123,10 +105,7 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
         .timeout_global(Some(Duration::from_secs(15)))
         .build()
         .into();
-    let mut backoff = Backoff {
-        attempt: 0,
-        seed: u64::from(std::process::id()) | 1,
-    };
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut failing_since: Option<Instant> = None;
     loop {
         let batch = {
@@ -151,7 +130,7 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
                 if let Some(since) = failing_since.take() {
                     info!(after = ?since.elapsed(), "collector reachable again");
                 }
-                backoff.attempt = 0;
+                backoff.reset();
             }
             Outcome::Refused(status) => {
                 warn!(status, batch = %batch.id, "collector refused the batch; dropped (it cannot succeed on retry)");
@@ -164,7 +143,7 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
                     warn!(%reason, "cannot deliver to the collector; spooling and retrying with backoff");
                     failing_since = Some(Instant::now());
                 }
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 let spool = shared.spool.lock().expect("spool lock");
                 // Interruptible by shutdown.
                 let _ = shared.wake.wait_timeout(spool, wait);
@@ -192,25 +171,5 @@ fn post(http: &ureq::Agent, url: &str, token: Option<&str>, body: &[u8]) -> Outc
             status => Outcome::Retry(format!("collector says {status}")),
         },
         Err(e) => Outcome::Retry(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Backoff;
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_grows_with_jitter_up_to_the_cap() {
-        let mut b = Backoff {
-            attempt: 0,
-            seed: 7,
-        };
-        let first = b.next();
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        for _ in 0..30 {
-            let d = b.next();
-            assert!(d <= Backoff::CAP && d >= Backoff::CAP / 2 || b.attempt < 10);
-        }
     }
 }

@@ -2,16 +2,18 @@
 //! tcpconnlat-style, for humans and scripts.
 use std::{
     collections::BTreeSet,
-    io::Write,
+    io::{BufWriter, Write},
     time::{Duration, Instant},
 };
 
 use tracing::{info, warn};
 
-use crate::{clock::MonotonicClock, probes::Probes, tracker::ConnectionRecord};
-
-/// How often the ring buffer is drained: the probes never wake us per event.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+use crate::{
+    clock::MonotonicClock,
+    poll::{PollLoop, Tick},
+    probes::Probes,
+    tracker::ConnectionRecord,
+};
 
 pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Result<()> {
     let mut probes = Probes::load()?;
@@ -21,43 +23,26 @@ pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Re
         ports = ports.len(),
         "tracing connects to watched ports; one JSON line per connection"
     );
+    let mut ticks = PollLoop::new(None)?;
     // Tells scripts the probes are live before they start traffic.
     eprintln!("vigil-agent trace: ready");
     let deadline = duration.map(|d| Instant::now() + d);
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
-    let mut stdout = std::io::stdout().lock();
+    // One write per poll, not one per record.
+    let mut out = BufWriter::new(std::io::stdout().lock());
     let mut lost_reported = 0;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown_signal() => break,
-        }
-        probes.drain_connections(|ev| {
-            let record = ConnectionRecord::from_event(&ev, &clock);
-            if let Ok(line) = serde_json::to_string(&record) {
-                let _ = writeln!(stdout, "{line}");
-            }
-        });
-        stdout.flush()?;
-        let stats = probes.stats();
-        if stats.events_lost > lost_reported {
-            warn!(
-                lost = stats.events_lost - lost_reported,
-                "ring buffer full: events lost"
-            );
-            lost_reported = stats.events_lost;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let stopping = matches!(ticks.next().await, Tick::Stop)
+            || deadline.is_some_and(|d| Instant::now() >= d);
+        print_connections(&mut probes, &clock, &mut out)?;
+        if stopping {
             break;
         }
-    }
-    // Connections that closed while we were stopping.
-    probes.drain_connections(|ev| {
-        if let Ok(line) = serde_json::to_string(&ConnectionRecord::from_event(&ev, &clock)) {
-            let _ = writeln!(stdout, "{line}");
+        let lost = probes.stats().events_lost;
+        if lost > lost_reported {
+            warn!(lost = lost - lost_reported, "ring buffer full: events lost");
+            lost_reported = lost;
         }
-    });
-    stdout.flush()?;
+    }
     let stats = probes.stats();
     info!(
         connects_seen = stats.connects_seen,
@@ -67,11 +52,19 @@ pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Re
     Ok(())
 }
 
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+fn print_connections(
+    probes: &mut Probes,
+    clock: &MonotonicClock,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut result = Ok(());
+    probes.drain_connections(|ev| {
+        if result.is_ok() {
+            result = serde_json::to_writer(&mut *out, &ConnectionRecord::from_event(&ev, clock))
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+        }
+    });
+    result?;
+    out.flush()
 }

@@ -50,10 +50,8 @@ pub enum ClosedBy {
 /// One finished connection to a watched upstream, as `vigil-agent trace` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionRecord {
-    /// Wall-clock time of the connect() call, RFC 3339 UTC.
-    pub ts: String,
-    /// The same as Unix nanoseconds, for the wire.
-    #[serde(skip)]
+    /// Wall-clock time of the connect() call (Unix ns), printed as `ts` in RFC 3339 UTC.
+    #[serde(rename = "ts", serialize_with = "crate::clock::serialize_rfc3339")]
     pub unix_ns: i128,
     pub pid: u32,
     pub tid: u32,
@@ -154,7 +152,6 @@ impl ConnectionRecord {
             ev.closed_ns
         };
         ConnectionRecord {
-            ts: clock.rfc3339(c.connect_ns),
             unix_ns: clock.unix_ns(c.connect_ns),
             pid: c.tgid,
             tid: c.pid,

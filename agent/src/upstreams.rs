@@ -26,7 +26,8 @@ pub struct ListenerState {
     pub owner: Option<ProcessIdentity>,
     /// Processes serving this port: holders of the socket and the owner's children.
     pub worker_pids: Vec<u32>,
-    pub since: String,
+    #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
+    pub since: i128,
 }
 
 /// How a process ended, from `task->exit_code`.
@@ -34,7 +35,8 @@ pub struct ListenerState {
 pub struct ProcessExitInfo {
     pub pid: u32,
     pub comm: String,
-    pub at: String,
+    #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
+    pub at: i128,
     /// Exit status of a normal exit.
     pub status: Option<i32>,
     /// Signal that killed it.
@@ -42,7 +44,7 @@ pub struct ProcessExitInfo {
 }
 
 impl ProcessExitInfo {
-    pub fn from_exit_code(pid: u32, comm: String, at: String, exit_code: i32) -> Self {
+    pub fn from_exit_code(pid: u32, comm: String, at: i128, exit_code: i32) -> Self {
         let (status, signal) = if exit_code < 0 {
             (None, None)
         } else if exit_code & 0x7f != 0 {
@@ -65,9 +67,12 @@ pub struct UpstreamState {
     pub port: u16,
     pub listener: Option<ListenerState>,
     /// When the listener disappeared (null while one listens or none was ever seen).
-    pub gone_since: Option<String>,
+    #[serde(serialize_with = "crate::clock::serialize_rfc3339_opt")]
+    pub gone_since: Option<i128>,
     pub last_owner: Option<ProcessIdentity>,
     pub last_exit: Option<ProcessExitInfo>,
+    /// The address the last listener had, so the upstream keeps its name while it is down.
+    pub last_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,8 +134,8 @@ impl UpstreamTracker {
         self.exits.insert(exit.pid, exit);
     }
 
-    /// Re-read listeners and owners; returns what changed. `now` is an RFC 3339 timestamp.
-    pub fn refresh(&mut self, now: &str) -> Vec<UpstreamChange> {
+    /// Re-read listeners and owners; returns what changed. `now` is Unix ns.
+    pub fn refresh(&mut self, now: i128) -> Vec<UpstreamChange> {
         let listeners = match tcp_listeners() {
             Ok(l) => l,
             Err(e) => {
@@ -167,8 +172,9 @@ impl UpstreamTracker {
                     state.listener = Some(next);
                 }
                 (None, Some(gone)) => {
-                    state.gone_since = Some(now.to_owned());
+                    state.gone_since = Some(now);
                     state.last_owner = gone.owner.clone();
+                    state.last_addr = Some(gone.addr);
                     state.last_exit = gone
                         .owner
                         .as_ref()
@@ -187,9 +193,8 @@ impl UpstreamTracker {
     }
 
     /// Owners and workers whose exit the probes should report.
-    pub fn pids_to_watch(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self
-            .states
+    pub fn pids_to_watch(&self) -> BTreeSet<u32> {
+        self.states
             .values()
             .filter_map(|s| s.listener.as_ref())
             .flat_map(|l| {
@@ -198,10 +203,7 @@ impl UpstreamTracker {
                     .map(|o| o.pid)
                     .chain(l.worker_pids.iter().copied())
             })
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+            .collect()
     }
 }
 
@@ -210,7 +212,7 @@ fn listener_state(
     l: &Listener,
     holders: &[u32],
     previous: Option<&ListenerState>,
-    now: &str,
+    now: i128,
 ) -> ListenerState {
     // Owners rarely change while listening: reuse what we know unless the holders moved.
     let owner_pid = top_holder(proc_root, holders);
@@ -235,7 +237,7 @@ fn listener_state(
         },
         owner,
         worker_pids: workers,
-        since: previous.map_or_else(|| now.to_owned(), |p| p.since.clone()),
+        since: previous.map_or(now, |p| p.since),
     }
 }
 
@@ -245,7 +247,7 @@ mod tests {
 
     #[test]
     fn exit_codes_decode_into_status_or_signal() {
-        let exit = |code| ProcessExitInfo::from_exit_code(1, "x".into(), "t".into(), code);
+        let exit = |code| ProcessExitInfo::from_exit_code(1, "x".into(), 0, code);
         assert_eq!(exit(1 << 8).status, Some(1));
         assert_eq!(exit(0).status, Some(0));
         assert_eq!(exit(9).signal, Some(9));
@@ -258,19 +260,20 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut tracker = UpstreamTracker::new(BTreeSet::from([port]));
-        let changes = tracker.refresh("t1");
+        let changes = tracker.refresh(1);
         assert!(
             matches!(&changes[..], [UpstreamChange::ListenerUp { owner: Some(o), .. }] if o.pid == std::process::id())
         );
         assert!(tracker.pids_to_watch().contains(&std::process::id()));
         drop(listener);
-        let changes = tracker.refresh("t2");
+        let changes = tracker.refresh(2);
         assert!(matches!(
             &changes[..],
             [UpstreamChange::ListenerGone { .. }]
         ));
         let state = tracker.states().next().unwrap();
-        assert_eq!(state.gone_since.as_deref(), Some("t2"));
+        assert_eq!(state.gone_since, Some(2));
         assert_eq!(state.last_owner.as_ref().unwrap().pid, std::process::id());
+        assert_eq!(state.last_addr.map(|a| a.port()), Some(port));
     }
 }

@@ -81,7 +81,7 @@ impl NodeWatcher {
             p.drain_connections(|ev| on_connection(ConnectionRecord::from_event(&ev, clock)));
             let tracker = &mut self.tracker;
             p.drain_exits(|ev| {
-                let at = clock.rfc3339(ev.ts_ns);
+                let at = clock.unix_ns(ev.ts_ns);
                 tracker.record_exit(ProcessExitInfo::from_exit_code(
                     ev.tgid,
                     comm_str(&ev.comm),
@@ -97,12 +97,10 @@ impl NodeWatcher {
     }
 
     /// The slow path (every interval): listeners and owners; owners' exits get watched.
-    pub fn refresh(&mut self, now: &str) -> anyhow::Result<Vec<UpstreamChange>> {
+    pub fn refresh(&mut self, now: i128) -> anyhow::Result<Vec<UpstreamChange>> {
         let changes = self.tracker.refresh(now);
         if let Some(p) = self.probes.as_mut() {
-            for pid in self.tracker.pids_to_watch() {
-                p.watch_pid(pid)?;
-            }
+            p.set_watched_pids(&self.tracker.pids_to_watch())?;
         }
         Ok(changes)
     }

@@ -160,8 +160,8 @@ impl Recorder {
     pub fn apply(&self, batch: &Batch) {
         let node = self.caps.value("node", "node", &batch.node);
         self.connections(&node, batch);
-        self.upstreams(&node, batch);
-        self.processes(&node, batch);
+        let upstreams = self.upstreams(&node, batch);
+        self.processes(&node, batch, &upstreams);
         self.nginx(&node, batch);
         if let Some(h) = &batch.health {
             self.health(&node, &batch.agent_id, h);
@@ -231,12 +231,15 @@ impl Recorder {
         }
     }
 
-    fn upstreams(&self, node: &str, batch: &Batch) {
+    /// Upstream gauges; returns each port's `upstream` label so the processes serving it
+    /// carry the same one.
+    fn upstreams(&self, node: &str, batch: &Batch) -> HashMap<u32, String> {
+        let mut names = HashMap::new();
         for u in &batch.upstreams {
             let upstream =
                 self.caps
                     .value("upstream", "upstream", &upstream_label(u.port, &u.addr));
-            let labels = [("node", node.to_owned()), ("upstream", upstream)];
+            let labels = [("node", node.to_owned()), ("upstream", upstream.clone())];
             gauge!("vigil_upstream_listening", &labels).set(if u.listening { 1.0 } else { 0.0 });
             let ratio = if u.backlog > 0 {
                 f64::from(u.accept_queue) / f64::from(u.backlog)
@@ -244,25 +247,26 @@ impl Recorder {
                 0.0
             };
             gauge!("vigil_upstream_accept_queue_ratio", &labels).set(ratio);
+            names.insert(u.port, upstream);
         }
+        names
     }
 
-    fn processes(&self, node: &str, batch: &Batch) {
+    fn processes(&self, node: &str, batch: &Batch, upstreams: &HashMap<u32, String>) {
         for p in &batch.processes {
             let role = ProcessRole::try_from(p.role)
                 .unwrap_or(ProcessRole::Unspecified)
                 .label();
-            let upstream = if p.upstream_port == 0 {
-                String::new()
-            } else {
-                format!(":{}", p.upstream_port)
+            let upstream = match p.upstream_port {
+                0 => String::new(),
+                port => upstreams
+                    .get(&port)
+                    .cloned()
+                    .unwrap_or_else(|| upstream_label(port, "")),
             };
             let labels = [
                 ("node", node.to_owned()),
-                (
-                    "upstream",
-                    self.caps.value("process", "upstream", &upstream),
-                ),
+                ("upstream", upstream),
                 ("role", role.to_owned()),
                 ("comm", self.caps.value("process", "comm", &p.comm)),
                 ("pid", self.caps.value("process", "pid", &p.pid.to_string())),
@@ -274,21 +278,30 @@ impl Recorder {
         }
     }
 
+    /// Counted per (status) and per (upstream, error) first: one registry lookup per series.
     fn nginx(&self, node: &str, batch: &Batch) {
+        let mut statuses: HashMap<u32, u64> = HashMap::new();
         for a in batch.nginx_access.iter().filter(|a| a.parsed) {
-            let status = self.caps.value("nginx", "status", &a.status.to_string());
-            counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status)
-                .increment(1);
+            *statuses.entry(a.status).or_default() += 1;
         }
+        for (status, n) in statuses {
+            let status = self.caps.value("nginx", "status", &status.to_string());
+            counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status)
+                .increment(n);
+        }
+        let mut errors: HashMap<(&str, &str), u64> = HashMap::new();
         for e in batch
             .nginx_errors
             .iter()
             .filter(|e| !e.upstream_error.is_empty())
         {
-            let upstream = self.caps.value("nginx", "upstream", &e.upstream);
+            *errors.entry((&e.upstream, &e.upstream_error)).or_default() += 1;
+        }
+        for ((upstream, error), n) in errors {
+            let upstream = self.caps.value("nginx", "upstream", upstream);
             counter!("vigil_nginx_upstream_errors_total", "node" => node.to_owned(),
-                "upstream" => upstream, "error" => e.upstream_error.clone())
-            .increment(1);
+                "upstream" => upstream, "error" => error.to_owned())
+            .increment(n);
         }
         let unparsed = batch.nginx_access.iter().filter(|a| !a.parsed).count()
             + batch.nginx_errors.iter().filter(|e| !e.parsed).count();

@@ -7,6 +7,7 @@
 //!
 //! Messages are declared with prost's derive (no protoc at build time); field tags are the
 //! compatibility contract: never reuse or renumber one.
+pub mod backoff;
 mod messages;
 pub mod spool;
 

@@ -126,6 +126,7 @@ pub struct UpstreamStatus {
     pub port: u32,
     #[prost(bool, tag = "2")]
     pub listening: bool,
+    /// The listener's address, or the last one seen while nothing listens ("" if never).
     #[prost(string, tag = "3")]
     pub addr: String,
     #[prost(uint32, tag = "4")]

@@ -68,41 +68,58 @@ pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
         if e.errno != 0 {
             metadata.push(("errno", e.errno.to_string()));
         }
-        if !e.parsed {
-            metadata.push(("parsed", "false".into()));
-        }
-        if e.truncated {
-            metadata.push(("truncated", "true".into()));
-        }
-        out.push(LogEntry {
-            unix_ns: e.unix_ns,
-            node: batch.node.clone(),
-            source: "nginx_error",
-            level: level(&e.level),
-            line: e.line.clone(),
+        out.push(nginx_entry(
+            &batch.node,
+            "nginx_error",
+            level(&e.level),
+            &e.line,
+            (e.parsed, e.truncated),
             metadata,
-        });
+            e.unix_ns,
+        ));
     }
     for a in &batch.nginx_access {
         let mut metadata = vec![("upstream", a.upstream_addr.clone())];
         if a.parsed {
             metadata.push(("status", a.status.to_string()));
-        } else {
-            metadata.push(("parsed", "false".into()));
         }
-        if a.truncated {
-            metadata.push(("truncated", "true".into()));
-        }
-        out.push(LogEntry {
-            unix_ns: a.unix_ns,
-            node: batch.node.clone(),
-            source: "nginx_access",
-            level: "info",
-            line: a.line.clone(),
+        out.push(nginx_entry(
+            &batch.node,
+            "nginx_access",
+            "info",
+            &a.line,
+            (a.parsed, a.truncated),
             metadata,
-        });
+            a.unix_ns,
+        ));
     }
     out
+}
+
+/// An nginx log line as shipped: the raw line, flagged when it did not parse or was cut.
+fn nginx_entry(
+    node: &str,
+    source: &'static str,
+    level: &'static str,
+    line: &str,
+    (parsed, truncated): (bool, bool),
+    mut metadata: Vec<(&'static str, String)>,
+    unix_ns: i64,
+) -> LogEntry {
+    if !parsed {
+        metadata.push(("parsed", "false".into()));
+    }
+    if truncated {
+        metadata.push(("truncated", "true".into()));
+    }
+    LogEntry {
+        unix_ns,
+        node: node.to_owned(),
+        source,
+        level,
+        line: line.to_owned(),
+        metadata,
+    }
 }
 
 /// nginx levels mapped to the few Loki `level` values we use (keeps stream count low).

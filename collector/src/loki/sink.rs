@@ -12,7 +12,10 @@ use std::{
 use metrics::{counter, gauge};
 use tracing::{info, warn};
 
-use vigil_wire::spool::{Spool, SpoolError, Spooled};
+use vigil_wire::{
+    backoff::Backoff,
+    spool::{Spool, SpoolError, Spooled},
+};
 
 use super::encode::{decode_spooled, encode_push, LogEntry};
 
@@ -128,7 +131,7 @@ struct Shipper {
     push_url: String,
     /// Cleared when this Loki refuses structured metadata (before Loki 3 / schema v13).
     metadata_ok: bool,
-    attempt: u32,
+    backoff: Backoff,
 }
 
 impl Shipper {
@@ -144,7 +147,7 @@ impl Shipper {
             http,
             push_url,
             metadata_ok: true,
-            attempt: 0,
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
         }
     }
 
@@ -226,17 +229,17 @@ impl Shipper {
             match self.push(&entries) {
                 Push::Sent => {
                     counter!("vigil_loki_lines_sent_total").increment(entries.len() as u64);
-                    if self.attempt > 0 {
+                    if self.backoff.failing() {
                         info!("Loki reachable again");
                     }
-                    self.attempt = 0;
+                    self.backoff.reset();
                 }
                 Push::Retry(reason) => {
                     counter!("vigil_loki_lines_retried_total").increment(entries.len() as u64);
-                    if self.attempt == 0 {
+                    if !self.backoff.failing() {
                         warn!(%reason, "Loki push failed; retrying with backoff");
                     }
-                    std::thread::sleep(self.backoff());
+                    std::thread::sleep(self.backoff.next_wait());
                     pending.push(entries);
                 }
                 Push::BadRequest(message)
@@ -265,16 +268,6 @@ impl Shipper {
                 }
             }
         }
-    }
-
-    fn backoff(&mut self) -> Duration {
-        let ceiling = (Duration::from_millis(200) * 2u32.saturating_pow(self.attempt.min(10)))
-            .min(Duration::from_secs(30));
-        self.attempt += 1;
-        let jitter = u64::from(
-            std::process::id().wrapping_mul(self.attempt.wrapping_mul(2_654_435_761)) % 1000,
-        );
-        ceiling / 2 + ceiling.mul_f64(jitter as f64 / 2000.0)
     }
 
     fn push(&self, entries: &[LogEntry]) -> Push {
