@@ -1,6 +1,6 @@
 //! The collector against real parts: ingest error paths, real nginx traffic through the
 //! agent into a real Prometheus, and a collector restart under load that loses nothing.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vigil_e2e::{
     agent::AgentRun,
@@ -9,7 +9,7 @@ use vigil_e2e::{
     nft::SynDrop,
     nginx::{Nginx, Route},
     prometheus::Prometheus,
-    scratch_dir,
+    scratch_dir, wait_for,
 };
 use vigil_wire::{Batch, ConnectResult, ConnectionOutcome};
 
@@ -27,6 +27,15 @@ fn batch(agent: &str, sequence: u64, upstream: &str) -> Batch {
         }],
         ..Default::default()
     }
+}
+
+/// `vigil_upstream_connects_total{result="refused"}` for an upstream on 127.0.0.1:`port`.
+fn refused(c: &Collector, port: u16) -> f64 {
+    let upstream = format!("127.0.0.1:{port}");
+    c.value(
+        "vigil_upstream_connects_total",
+        &[("upstream", &upstream), ("result", "refused")],
+    )
 }
 
 fn post(c: &Collector, body: &[u8], token: Option<&str>) -> http::Response {
@@ -205,11 +214,6 @@ fn collector_restart_under_load_counts_every_connect_once() {
     let mut first = Collector::start_on("restart-a", port, "shutdown_grace_ms = 1500\n");
     let state = scratch_dir("restart-agent");
     let agent = AgentRun::start(&first.url(), &[closed], &state, &[]);
-    let series = [
-        ("upstream", format!("127.0.0.1:{closed}")),
-        ("result", "refused".to_owned()),
-    ];
-    let labels: Vec<(&str, &str)> = series.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let requests = 400;
     let load = std::thread::spawn(move || {
@@ -220,32 +224,22 @@ fn collector_restart_under_load_counts_every_connect_once() {
         nginx
     });
     // Mid-load: the first batches (sealed after 1 s) have been delivered by then.
-    let labels_first = labels.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while first.value("vigil_upstream_connects_total", &labels_first) == 0.0
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(10), || refused(&first, closed) > 0.0);
     first.terminate();
     // While draining the count is final: ingest is refused, /metrics still answers.
     std::thread::sleep(Duration::from_millis(300));
-    let counted_by_first = first.value("vigil_upstream_connects_total", &labels);
+    let counted_by_first = refused(&first, closed);
     assert!(first.wait().success());
     std::thread::sleep(Duration::from_millis(700));
     let second = Collector::start_on("restart-b", port, "");
     let _nginx = load.join().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline
-        && counted_by_first + second.value("vigil_upstream_connects_total", &labels)
-            < requests as f64
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(30), || {
+        counted_by_first + refused(&second, closed) >= requests as f64
+    });
     // Anything counted twice would show up after the agent's retries settle.
     std::thread::sleep(Duration::from_millis(1500));
-    let counted_by_second = second.value("vigil_upstream_connects_total", &labels);
+    let counted_by_second = refused(&second, closed);
     assert!(counted_by_first > 0.0, "the first collector counted some");
     assert_eq!(
         counted_by_first + counted_by_second,
@@ -275,20 +269,12 @@ fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let c = Collector::start_on("spool", port, "");
-    let labels = [
-        ("upstream", format!("127.0.0.1:{closed}")),
-        ("result", "refused".into()),
-    ];
-    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while c.value("vigil_upstream_connects_total", &labels) < 20.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(c.value("vigil_upstream_connects_total", &labels), 20.0);
+    wait_for(Duration::from_secs(40), || refused(&c, closed) >= 20.0);
+    assert_eq!(refused(&c, closed), 20.0);
     // Later batches carry the agent's health, retries included.
-    while c.value("vigil_agent_batches_retried_total", &[]) == 0.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(20), || {
+        c.value("vigil_agent_batches_retried_total", &[]) > 0.0
+    });
     assert!(
         c.value("vigil_agent_batches_retried_total", &[]) > 0.0,
         "the agent reports its retries:\n{}",
@@ -320,15 +306,7 @@ fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() 
     assert!(spooled > 0, "undelivered batches are on disk");
     let c = Collector::start_on("persist", port, "");
     let again = AgentRun::start(&c.url(), &[closed], &state, &[]);
-    let labels = [
-        ("upstream", format!("127.0.0.1:{closed}")),
-        ("result", "refused".into()),
-    ];
-    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.value("vigil_upstream_connects_total", &labels) < 5.0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(c.value("vigil_upstream_connects_total", &labels), 5.0);
+    wait_for(Duration::from_secs(20), || refused(&c, closed) >= 5.0);
+    assert_eq!(refused(&c, closed), 5.0);
     again.stop();
 }

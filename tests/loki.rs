@@ -1,7 +1,7 @@
 //! Loki shipping against the strict Loki stand-in: real nginx lines through agent and
 //! collector, outages that lose nothing, a Loki without structured metadata, and one bad
 //! line that must not sink its batch.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vigil_e2e::{
     agent::AgentRun,
@@ -9,16 +9,15 @@ use vigil_e2e::{
     free_port, http, http_get,
     loki::LokiServer,
     nginx::{Nginx, Route},
-    scratch_dir,
+    scratch_dir, wait_for,
 };
 use vigil_wire::{Batch, NginxAccessRecord};
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    assert!(
+        wait_for(Duration::from_secs(30), done),
+        "timed out waiting for {what}"
+    );
 }
 
 /// A batch of access lines `id-<first>` … `id-<first+n-1>`, stamped now.

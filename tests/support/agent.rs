@@ -4,7 +4,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -52,19 +52,10 @@ impl Trace {
     /// reported when it closes, which can trail the HTTP exchange on a busy machine.
     pub fn wait_for(self, port: u16, n: usize) -> Self {
         let dst = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self
-            .records
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r["dst"] == dst.as_str())
-            .count()
-            < n
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_for(Duration::from_secs(20), || {
+            let records = self.records.lock().unwrap();
+            records.iter().filter(|r| r["dst"] == dst.as_str()).count() >= n
+        });
         self
     }
 

@@ -2,10 +2,10 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::{bin, free_port, http, scratch_dir};
+use crate::{bin, free_port, http, scratch_dir, wait_for};
 
 pub struct Collector {
     child: Child,
@@ -30,14 +30,11 @@ impl Collector {
             .spawn()
             .expect("start vigil-collector");
         let c = Collector { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !http::get(port, "/healthz").is_ok_and(|r| r.status == 200) {
-            assert!(
-                Instant::now() < deadline,
-                "collector did not come up on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let up = || http::get(port, "/healthz").is_ok_and(|r| r.status == 200);
+        assert!(
+            wait_for(Duration::from_secs(10), up),
+            "collector did not come up on {port}"
+        );
         c
     }
 

@@ -70,3 +70,16 @@ pub fn ppid(pid: u32) -> Option<u32> {
         .find_map(|l| l.strip_prefix("PPid:"))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// Polls `done` every 100 ms for up to `limit`; whether it became true. Tests assert the
+/// values afterwards, so a timeout reports what was actually seen.
+pub fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}

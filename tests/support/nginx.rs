@@ -3,10 +3,10 @@ use std::{
     net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::{free_port, scratch_dir};
+use crate::{free_port, scratch_dir, wait_for};
 
 pub struct Nginx {
     child: Child,
@@ -57,15 +57,12 @@ impl Nginx {
     }
 
     fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let listening = || TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        assert!(
+            wait_for(Duration::from_secs(10), listening),
+            "nginx did not listen on {}",
+            self.port
+        );
     }
 
     pub fn master_pid(&self) -> u32 {

@@ -1,12 +1,12 @@
 //! A real Prometheus (Debian package) scraping one target every second.
 use std::{
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
 
-use crate::{free_port, http, scratch_dir};
+use crate::{free_port, http, scratch_dir, wait_for};
 
 pub struct Prometheus {
     child: Child,
@@ -37,11 +37,11 @@ impl Prometheus {
             .spawn()
             .expect("prometheus installed (cargo xtask setup)");
         let p = Prometheus { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http::get(port, "/-/ready").is_ok_and(|r| r.status == 200) {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ready = || http::get(port, "/-/ready").is_ok_and(|r| r.status == 200);
+        assert!(
+            wait_for(Duration::from_secs(30), ready),
+            "prometheus did not become ready"
+        );
         p
     }
 
@@ -58,15 +58,11 @@ impl Prometheus {
 
     /// Polls `promql` until it returns `want` (scrapes are every second) or 20 s pass.
     pub fn wait_for(&self, promql: &str, want: f64) -> Option<f64> {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let mut last = None;
-        while Instant::now() < deadline {
+        wait_for(Duration::from_secs(20), || {
             last = self.query(promql);
-            if last == Some(want) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            last == Some(want)
+        });
         last
     }
 }
