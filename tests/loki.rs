@@ -44,6 +44,23 @@ fn access_batch(sequence: u64, first: usize, n: usize) -> Vec<u8> {
     .encode_compressed()
 }
 
+/// Waits for `n` access lines `id-0` … `id-<n-1>` and checks each arrived exactly once.
+fn assert_each_access_line_once(loki: &LokiServer, n: usize) {
+    wait_until(&format!("{n} lines"), || {
+        loki.lines(&[("source", "nginx_access")]).len() >= n
+    });
+    // Late duplicates (a retried push that had landed) would show up now.
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = loki.lines(&[("source", "nginx_access")]);
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l.line.split_whitespace().nth(4).unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((lines.len(), ids.len()), (n, n), "each line exactly once");
+}
+
 fn post(c: &Collector, body: &[u8]) {
     let r = http::request(
         "POST",
@@ -160,22 +177,7 @@ fn every_line_arrives_once_after_a_loki_outage() {
     for (seq, first) in (1..=10).zip((0..).step_by(50)) {
         post(&c, &access_batch(seq, first, 50));
     }
-    wait_until("500 lines", || {
-        loki.lines(&[("source", "nginx_access")]).len() >= 500
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let lines = loki.lines(&[("source", "nginx_access")]);
-    let mut ids: Vec<&str> = lines
-        .iter()
-        .map(|l| l.line.split_whitespace().nth(4).unwrap())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(
-        (lines.len(), ids.len()),
-        (500, 500),
-        "each line exactly once"
-    );
+    assert_each_access_line_once(&loki, 500);
     let pushes = loki.state.lock().unwrap().pushes.clone();
     assert_eq!(
         pushes.iter().filter(|(s, _)| *s >= 429).count(),
@@ -340,22 +342,7 @@ fn lines_spill_to_disk_while_loki_is_down_and_all_arrive_later() {
     });
     assert!(c.value("vigil_loki_spool_bytes", &[]) > 0.0);
     let loki = LokiServer::start_on(port);
-    wait_until("10000 lines", || {
-        loki.lines(&[("source", "nginx_access")]).len() >= 10_000
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let lines = loki.lines(&[("source", "nginx_access")]);
-    let mut ids: Vec<&str> = lines
-        .iter()
-        .map(|l| l.line.split_whitespace().nth(4).unwrap())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(
-        (lines.len(), ids.len()),
-        (10_000, 10_000),
-        "each line exactly once"
-    );
+    assert_each_access_line_once(&loki, 10_000);
     assert_eq!(c.value("vigil_loki_lines_dropped_total", &[]), 0.0);
     assert_eq!(
         std::fs::read_dir(&spool).unwrap().count(),

@@ -77,19 +77,13 @@ pub struct ConnectionRecord {
     pub duration_ms: f64,
 }
 
-const ECONNRESET: i32 = 104;
-const ECONNREFUSED: i32 = 111;
-const ETIMEDOUT: i32 = 110;
-const ENETUNREACH: i32 = 101;
-const EHOSTDOWN: i32 = 112;
-const EHOSTUNREACH: i32 = 113;
-
 /// Classify a connect that never reached ESTABLISHED.
 ///
 /// sk_err is set before the socket moves to CLOSE when the kernel gives up (RST, ICMP, SYN
 /// retries exhausted). sk_err 0 means the application closed the socket while SYNs were
 /// unanswered: nginx abandoning at `proxy_connect_timeout`, i.e. a timeout.
 pub fn failed_connect_outcome(sk_err: i32, flags: u32) -> ConnectOutcome {
+    use libc::{ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT};
     match sk_err {
         ECONNREFUSED => ConnectOutcome::Refused,
         ETIMEDOUT => ConnectOutcome::Timeout,
