@@ -156,7 +156,7 @@ fn dropped_syns_are_a_connect_timeout_and_504() {
 fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reported() {
     // As on a kernel without BTF socket offsets or the raw tracepoints, and without
     // tcp_retransmit_skb: the classic tracepoints take over, the lost capability is listed.
-    let disabled = "inet_sock_set_state_raw,sk_data_ready,tcp_retransmit_skb";
+    let disabled = "inet_sock_set_state_raw,tcp_probe_raw,tcp_retransmit_skb";
     let upstream = http_ok(Duration::from_millis(100));
     let closed = free_port();
     let nginx = Nginx::start(
@@ -184,7 +184,7 @@ fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reporte
     assert_eq!(ok["result"], "ok");
     assert!(
         ok["first_byte_ms"].as_f64().unwrap() >= 95.0,
-        "tcp_probe measured the first byte"
+        "classic tcp_probe measured the first byte"
     );
     assert_eq!(ok["dst"], format!("127.0.0.1:{}", upstream.port).as_str());
     assert_from_nginx_worker(ok, &nginx);
@@ -237,4 +237,30 @@ fn without_privileges_trace_says_what_it_needs() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "no records without probes");
+}
+
+#[test]
+fn many_connections_at_once_are_each_reported_once() {
+    // 400 sockets to one watched port live at the same time: each keeps its own state in the
+    // probes' socket table and is reported exactly once, with its own source port.
+    const N: usize = 400;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let trace = Trace::start(&[port]);
+    let mut open = Vec::with_capacity(2 * N);
+    for _ in 0..N {
+        open.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        open.push(listener.accept().unwrap().0);
+    }
+    drop(open);
+    let records = trace.wait_for(port, N).stop();
+    let mine = records_for(&records, port);
+    assert_eq!(mine.len(), N, "one record per connection");
+    let sources: std::collections::BTreeSet<&str> =
+        mine.iter().map(|r| r["src"].as_str().unwrap()).collect();
+    assert_eq!(sources.len(), N, "each record is its own connection");
+    for r in mine {
+        assert_eq!(r["result"], "ok", "{r}");
+        assert_eq!(r["pid"], std::process::id(), "{r}");
+    }
 }

@@ -12,17 +12,14 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use vigil_agent_ebpf::{
-    conn_flags,
-    fields::{
-        inet_sock_set_state as ss, tcp_receive_reset as rr, tcp_retransmit_skb as rt,
-        tcp_send_reset as sr,
-    },
-    setting, stat, tcp_state, Connection, ConnectionClosed,
+    conn_flags, fields::inet_sock_set_state as ss, setting, stat, tcp_state, Connection,
+    ConnectionClosed,
 };
 
 use crate::{
-    maps::{count, now_ns, port_watched, tracked, CONNECTIONS, CONNECTION_EVENTS},
+    maps::{count, now_ns, port_watched, CONNECTION_EVENTS},
     read::{kernel_field, record},
+    sockets::{forget, track, tracked},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -164,7 +161,7 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         }
         (_, tcp_state::CLOSE) => {
             unsafe { emit_closed(&src, conn, skaddr, old) };
-            let _ = CONNECTIONS.remove(skaddr);
+            forget(skaddr);
         }
         _ => {}
     }
@@ -190,9 +187,7 @@ unsafe fn start_tracking(src: &Source, skaddr: u64) {
         dport,
         ..Connection::default()
     };
-    if CONNECTIONS.insert(skaddr, conn, 0).is_err() {
-        count(stat::TRACK_FAILED);
-    }
+    track(skaddr, conn);
 }
 
 unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i32) {
@@ -225,15 +220,18 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }
 
-#[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets from the tracepoint's format file.
-    let skaddr: u64 = unsafe { record(&ctx, rt::SKADDR) };
-    if let Some(conn) = tracked(skaddr) {
-        let state: i32 = unsafe { record(&ctx, rt::STATE) };
+// The retransmit and reset tracepoints are attached raw: their first argument is the socket,
+// and the classic ones would build a record (addresses, a socket cookie) for every
+// retransmit and RST on the node before the program could look at it.
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)
+    if let Some(conn) = tracked(ctx.arg(0)) {
         // SAFETY: pointer into the map value.
         let conn = unsafe { &mut *conn };
-        if state == tcp_state::SYN_SENT {
+        // A tracked socket is SYN_SENT until it is established: then this is a SYN.
+        if conn.flags & conn_flags::ESTABLISHED == 0 {
             conn.syn_retransmits = conn.syn_retransmits.saturating_add(1);
         } else {
             conn.retransmits = conn.retransmits.saturating_add(1);
@@ -242,22 +240,22 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    mark(&ctx, rr::SKADDR, conn_flags::RESET_RECEIVED);
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct sock *sk)
+    mark(ctx.arg(0), conn_flags::RESET_RECEIVED);
     0
 }
 
-#[tracepoint(category = "tcp", name = "tcp_send_reset")]
-pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
-    mark(&ctx, sr::SKADDR, conn_flags::RESET_SENT);
+#[raw_tracepoint(tracepoint = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...); sk may be NULL.
+    mark(ctx.arg(0), conn_flags::RESET_SENT);
     0
 }
 
 #[inline(always)]
-fn mark(ctx: &TracePointContext, skaddr_offset: usize, flag: u32) {
-    // SAFETY: offsets from the tracepoint's format file.
-    let skaddr: u64 = unsafe { record(ctx, skaddr_offset) };
+fn mark(skaddr: u64, flag: u32) {
     if let Some(conn) = tracked(skaddr) {
         // SAFETY: pointer into the map value.
         unsafe { (*conn).flags |= flag };

@@ -1,16 +1,18 @@
 //! Request/response timing on tracked sockets: the first send (`tcp_sendmsg_locked`, as a raw
-//! tracepoint because its classic format has no socket) and the first response byte
-//! (raw `sk_data_ready` with `bytes_received > 0`, or on older kernels the classic
-//! `tcp/tcp_probe` with `data_len > 0`). No first byte before the client closes = silent close.
+//! tracepoint because its classic format has no socket) and the first response byte (the
+//! first segment with payload in `tcp/tcp_probe`: raw, or classic with its `data_len` when
+//! BTF offsets are missing). No first byte before the client closes = silent close.
 use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use vigil_agent_ebpf::{fields::tcp_probe as tp, setting};
 
 use crate::{
-    maps::{now_ns, tracked},
+    maps::now_ns,
     read::{kernel_field, record},
+    sockets::tracked,
 };
 
 #[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
@@ -27,25 +29,38 @@ pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-#[raw_tracepoint(tracepoint = "sk_data_ready")]
-pub fn sk_data_ready(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(const struct sock *sk)
+#[raw_tracepoint(tracepoint = "tcp_probe")]
+pub fn tcp_probe_raw(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct sock *sk, const struct sk_buff *skb), at the top of
+    // tcp_rcv_established: every segment of an established socket, but never a handshake or
+    // a listener's wakeup, so connect() itself pays nothing here.
     let skaddr: u64 = ctx.arg(0);
     let Some(conn) = tracked(skaddr) else {
         return 0;
     };
     // SAFETY: pointer into the map value.
     let conn = unsafe { &mut *conn };
-    if conn.first_byte_ns != 0 {
-        return 0;
-    }
-    // A bare FIN wakes readers too: only bytes actually received count.
-    // SAFETY: the socket of a tracked connection; offset from BTF.
-    let received = unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) };
-    if received.unwrap_or(0) > 0 {
+    if conn.first_byte_ns == 0 && unsafe { segment_carries_data(ctx.arg(1)) } {
         conn.first_byte_ns = now_ns();
     }
     0
+}
+
+/// `skb->len` exceeds the TCP header (`skb->data` points at it here): the segment has
+/// payload, not only an ACK or a FIN.
+///
+/// SAFETY: `skb` must be the `struct sk_buff *` of `tcp_rcv_established`.
+#[inline(always)]
+unsafe fn segment_carries_data(skb: u64) -> bool {
+    let (Some(len), Some(header)) = (
+        unsafe { kernel_field::<u32>(skb, setting::SKB_LEN) },
+        unsafe { kernel_field::<u64>(skb, setting::SKB_DATA) },
+    ) else {
+        return false;
+    };
+    // Byte 12 of the TCP header: data offset in 32-bit words, in the high nibble.
+    let doff = unsafe { bpf_probe_read_kernel((header + 12) as *const u8) }.unwrap_or(0) >> 4;
+    len > u32::from(doff) * 4
 }
 
 #[tracepoint(category = "tcp", name = "tcp_probe")]

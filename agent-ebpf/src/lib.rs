@@ -6,8 +6,11 @@
 
 /// `WATCHED_PORTS` is a bitmap of all 65536 ports in u64 words.
 pub const PORT_BITMAP_WORDS: u32 = 65_536 / 64;
-/// Upper bound of tracked sockets (LRU map `CONNECTIONS`): a SYN flood evicts the oldest.
-pub const MAX_TRACKED_SOCKETS: u32 = 65_536;
+/// The table of tracked sockets (`SOCKETS`): 2^14 sets of 4 ways, 65536 sockets, 5 MiB.
+/// A full set gives up its oldest connection, so a SYN flood cannot exhaust it.
+pub const SOCKET_SET_BITS: u32 = 14;
+pub const SOCKET_SETS: u32 = 1 << SOCKET_SET_BITS;
+pub const SOCKET_WAYS: usize = 4;
 /// Upper bound of processes whose exit is reported (map `WATCHED_PIDS`).
 pub const MAX_WATCHED_PIDS: u32 = 4096;
 /// Ring buffer sizes in bytes (power-of-two multiple of the page size).
@@ -41,7 +44,7 @@ pub mod conn_flags {
 pub mod stat {
     /// Connection events that did not fit into the ring buffer.
     pub const EVENTS_LOST: u32 = 0;
-    /// Sockets to watched ports that could not be inserted into `CONNECTIONS`.
+    /// Connections whose tracking was lost: a full set of `SOCKETS` gave up its oldest.
     pub const TRACK_FAILED: u32 = 1;
     /// Connects to watched ports seen (CLOSE → SYN_SENT).
     pub const CONNECTS_SEEN: u32 = 2;
@@ -79,7 +82,11 @@ pub mod setting {
     pub const SOCK_V6_SADDR: u32 = 10;
     /// `sk_protocol` (u16).
     pub const SOCK_PROTOCOL: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// `offsetof(struct sk_buff, len)` (u32).
+    pub const SKB_LEN: u32 = 12;
+    /// `offsetof(struct sk_buff, data)` (pointer; the TCP header in `tcp_rcv_established`).
+    pub const SKB_DATA: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     /// What the raw `inet_sock_set_state` program reads from the socket itself.
     pub const SOCK_FIELDS: &[u32] = &[
@@ -94,8 +101,8 @@ pub mod setting {
     ];
 }
 
-/// Per-socket state kept in the `CONNECTIONS` map from connect() to close; small, because
-/// it is written inside connect().
+/// Per-socket state kept in `SOCKETS` from connect() to close; small, because it is written
+/// inside connect().
 /// Times are `bpf_ktime_get_ns` (CLOCK_MONOTONIC) nanoseconds; 0 = did not happen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,6 +119,36 @@ pub struct Connection {
     pub retransmits: u32,
     pub flags: u32,
     pub _pad: u32,
+}
+
+/// One set of the `SOCKETS` table: the tags (`struct sock` addresses, 0 = free) first, so a
+/// lookup compares them within one cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketSet {
+    pub sk: [u64; SOCKET_WAYS],
+    pub conn: [Connection; SOCKET_WAYS],
+}
+
+/// The set of `SOCKETS` a socket belongs to. Fibonacci hashing: slab addresses differ in
+/// their middle bits, and the top bits of the product depend on all of them.
+#[inline(always)]
+pub fn socket_set_index(sk: u64) -> u32 {
+    (sk.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SOCKET_SET_BITS)) as u32
+}
+
+impl SocketSet {
+    /// The way whose connection started first: it gives way when the set is full.
+    #[inline(always)]
+    pub fn oldest_way(&self) -> usize {
+        let mut oldest = 0;
+        for way in 1..SOCKET_WAYS {
+            if self.conn[way].connect_ns < self.conn[oldest].connect_ns {
+                oldest = way;
+            }
+        }
+        oldest
+    }
 }
 
 /// Emitted once per tracked socket when it reaches TCP_CLOSE.
@@ -166,16 +203,6 @@ pub mod fields {
         pub const SADDR_V6: usize = 40;
         pub const DADDR_V6: usize = 56;
     }
-    pub mod tcp_retransmit_skb {
-        pub const SKADDR: usize = 16;
-        pub const STATE: usize = 24;
-    }
-    pub mod tcp_receive_reset {
-        pub const SKADDR: usize = 8;
-    }
-    pub mod tcp_send_reset {
-        pub const SKADDR: usize = 16;
-    }
     pub mod tcp_probe {
         pub const DATA_LEN: usize = 76;
         pub const SKADDR: usize = 128;
@@ -207,24 +234,6 @@ pub mod fields {
         ),
         (
             "tcp",
-            "tcp_retransmit_skb",
-            &[
-                ("skaddr", tcp_retransmit_skb::SKADDR),
-                ("state", tcp_retransmit_skb::STATE),
-            ],
-        ),
-        (
-            "tcp",
-            "tcp_receive_reset",
-            &[("skaddr", tcp_receive_reset::SKADDR)],
-        ),
-        (
-            "tcp",
-            "tcp_send_reset",
-            &[("skaddr", tcp_send_reset::SKADDR)],
-        ),
-        (
-            "tcp",
             "tcp_probe",
             &[
                 ("data_len", tcp_probe::DATA_LEN),
@@ -237,6 +246,42 @@ pub mod fields {
             &[("group_dead", sched_process_exit::GROUP_DEAD)],
         ),
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slab_addresses_spread_over_the_sets() {
+        // A quarter of the table live, laid out as a slab would: 2304-byte objects
+        // (tcp_sock), 14 to a slab, slabs spread over the direct map. Fibonacci hashing spreads
+        // such strides evenly (random addresses would overflow ~60 sets' 4 ways; these none).
+        let mut per_set = [0u8; SOCKET_SETS as usize];
+        let mut sk_count = 0;
+        for slab in 0..1170u64 {
+            let base = 0xffff_8881_0000_0000 + slab * 0x9_3000;
+            for object in 0..14 {
+                let set = socket_set_index(base + object * 2304) as usize;
+                per_set[set] += 1;
+                sk_count += 1;
+            }
+        }
+        assert_eq!(sk_count, 16380);
+        let fullest = per_set.iter().max().copied().unwrap();
+        assert!(fullest <= 2, "fullest set holds {fullest}");
+    }
+
+    #[test]
+    fn a_full_set_gives_up_its_oldest_connection() {
+        let mut set = SocketSet::default();
+        for (way, started) in [40, 10, 30, 20].into_iter().enumerate() {
+            set.conn[way].connect_ns = started;
+        }
+        assert_eq!(set.oldest_way(), 1);
+        set.conn[1].connect_ns = 50;
+        assert_eq!(set.oldest_way(), 3);
+    }
 }
 
 #[cfg(feature = "user")]

@@ -6,6 +6,8 @@
 //! goes to a ring buffer submitted without wakeup: the agent polls it, so a connect never
 //! wakes userspace.
 #![no_std]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod connect;
@@ -13,6 +15,7 @@ mod exchange;
 mod maps;
 mod owner;
 mod read;
+mod sockets;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,12 +1,10 @@
 //! Maps shared by the programs, and the small helpers around them.
 use aya_ebpf::{
-    bindings::BPF_F_NO_COMMON_LRU,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use vigil_agent_ebpf::{
-    Connection, CONNECTION_RING_BYTES, EXIT_RING_BYTES, MAX_TRACKED_SOCKETS, MAX_WATCHED_PIDS,
-    PORT_BITMAP_WORDS,
+    CONNECTION_RING_BYTES, EXIT_RING_BYTES, MAX_WATCHED_PIDS, PORT_BITMAP_WORDS,
 };
 
 /// Destination ports (host order) whose connects are tracked, as a 65536-bit bitmap set by
@@ -17,11 +15,6 @@ pub static WATCHED_PORTS: Array<u64> = Array::with_max_entries(PORT_BITMAP_WORDS
 /// Processes (tgid) whose exit is reported: upstream owners; set by the agent.
 #[map]
 pub static WATCHED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHED_PIDS, 0);
-
-/// Tracked sockets by `struct sock` address. LRU so a flood cannot exhaust it.
-#[map]
-pub static CONNECTIONS: LruHashMap<u64, Connection> =
-    LruHashMap::with_max_entries(MAX_TRACKED_SOCKETS, BPF_F_NO_COMMON_LRU);
 
 #[map]
 pub static CONNECTION_EVENTS: RingBuf = RingBuf::with_byte_size(CONNECTION_RING_BYTES, 0);
@@ -51,11 +44,6 @@ pub fn setting(index: u32) -> Option<usize> {
         Some(&stored) if stored != 0 => Some(stored as usize - 1),
         _ => None,
     }
-}
-
-#[inline(always)]
-pub fn tracked(skaddr: u64) -> Option<*mut Connection> {
-    CONNECTIONS.get_ptr_mut(skaddr)
 }
 
 #[inline(always)]

@@ -98,7 +98,7 @@ const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
         "syn_retransmits",
         &[ProbeOption {
             program: "tcp_retransmit_skb",
-            attach: Attach::Classic("tcp", "tcp_retransmit_skb"),
+            attach: Attach::Raw("tcp_retransmit_skb"),
             needs: &[],
         }],
     ),
@@ -106,7 +106,7 @@ const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
         "resets_received",
         &[ProbeOption {
             program: "tcp_receive_reset",
-            attach: Attach::Classic("tcp", "tcp_receive_reset"),
+            attach: Attach::Raw("tcp_receive_reset"),
             needs: &[],
         }],
     ),
@@ -114,7 +114,7 @@ const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
         "resets_sent",
         &[ProbeOption {
             program: "tcp_send_reset",
-            attach: Attach::Classic("tcp", "tcp_send_reset"),
+            attach: Attach::Raw("tcp_send_reset"),
             needs: &[],
         }],
     ),
@@ -130,9 +130,9 @@ const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
         "first_byte",
         &[
             ProbeOption {
-                program: "sk_data_ready",
-                attach: Attach::Raw("sk_data_ready"),
-                needs: &[setting::TCP_BYTES_RECEIVED],
+                program: "tcp_probe_raw",
+                attach: Attach::Raw("tcp_probe"),
+                needs: &[setting::SKB_LEN, setting::SKB_DATA],
             },
             ProbeOption {
                 program: "tcp_probe",
@@ -211,6 +211,8 @@ const OFFSETS: &[OffsetPath] = &[
         "socket_fields",
         &[("sock", "sk_protocol")],
     ),
+    (setting::SKB_LEN, "segment_fields", &[("sk_buff", "len")]),
+    (setting::SKB_DATA, "segment_fields", &[("sk_buff", "data")]),
 ];
 
 pub struct Probes {

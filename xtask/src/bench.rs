@@ -1,10 +1,11 @@
 //! `cargo xtask bench probes`: connect() latency on loopback with and without the probes
 //! attached, interleaved in one run, plus the agent's CPU at a paced 10k connects/s.
-//! Closed loop on purpose: an open loop overflows the accept queue and 1 s SYN retransmits
-//! would swamp the measurement.
+//! Closed loop on purpose: each connection is accepted by the same thread before the next
+//! connect. An acceptor thread that falls behind overflows the accept queue, and the 1 s SYN
+//! retransmits that follow (and its wakeups on the other core) swamp the measurement.
 use std::{
     io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{TcpListener, TcpStream},
     os::fd::AsRawFd,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -14,8 +15,8 @@ use anyhow::{bail, Context};
 
 use crate::tasks::{bin_dir, build, require_root};
 
-const ROUNDS: usize = 10;
-const CONNECTS_PER_BLOCK: usize = 4000;
+const ROUNDS: usize = 20;
+const CONNECTS_PER_BLOCK: usize = 3000;
 const WARMUP: usize = 300;
 const PACED_RATE: u64 = 10_000;
 const PACED_SECS: u64 = 5;
@@ -28,16 +29,13 @@ pub fn collector() -> anyhow::Result<()> {
 
 pub fn probes() -> anyhow::Result<()> {
     require_root()?;
+    refuse_other_agents()?;
     crate::setup::run()?;
     build(true)?;
     let agent_bin = bin_dir(true).join("vigil-agent");
+    pin_to_last_cpu();
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            drop(stream);
-        }
-    });
     // Three sides: no probes; probes attached but this port not watched (the cost every
     // other connection on the node pays); probes tracking this port.
     let mut sides: [Vec<f64>; 3] = Default::default();
@@ -58,7 +56,7 @@ pub fn probes() -> anyhow::Result<()> {
                 1 => Some(Agent::start(&agent_bin, unwatched)?),
                 _ => Some(Agent::start(&agent_bin, addr.port())?),
             };
-            let mut block = connect_block(addr, CONNECTS_PER_BLOCK)?;
+            let mut block = connect_block(&listener, CONNECTS_PER_BLOCK)?;
             let p50 = percentile(&mut block, 0.5);
             eprintln!(
                 "round {}/{ROUNDS} {:>9}: p50 {p50:.2} µs",
@@ -73,11 +71,30 @@ pub fn probes() -> anyhow::Result<()> {
     let [off, untracked, tracked] = &mut sides;
     report(off, untracked, tracked);
     report_paired(&round_p50);
-    let millicores = agent_cpu_at_rate(&agent_bin, addr)?;
+    let millicores = agent_cpu_at_rate(&agent_bin, &listener)?;
     println!(
         "agent CPU at {PACED_RATE} connects/s (`trace`, a JSON line each): {millicores:.1} millicores (target ≤ 20) {}",
         verdict(millicores <= 20.0)
     );
+    Ok(())
+}
+
+/// Another agent's probes would be attached on every side, "off" included, and hide what
+/// the probes cost.
+fn refuse_other_agents() -> anyhow::Result<()> {
+    let mut running = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == "vigil-agent" {
+            running.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    if !running.is_empty() {
+        bail!(
+            "vigil-agent is already running (pid {}): its probes would be attached on every side of the benchmark; stop it and run again",
+            running.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -142,11 +159,14 @@ fn percentile(samples: &mut [f64], q: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Connect, time it, close with RST (SO_LINGER 0) so no TIME_WAIT exhausts ephemeral ports.
-fn timed_connect(addr: SocketAddr) -> anyhow::Result<f64> {
+/// Connect, time it, accept it, close with RST (SO_LINGER 0) so no TIME_WAIT exhausts
+/// ephemeral ports.
+fn timed_connect(listener: &TcpListener) -> anyhow::Result<f64> {
+    let addr = listener.local_addr()?;
     let start = Instant::now();
     let stream = TcpStream::connect(addr)?;
     let micros = start.elapsed().as_secs_f64() * 1e6;
+    let (accepted, _) = listener.accept()?;
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -161,18 +181,38 @@ fn timed_connect(addr: SocketAddr) -> anyhow::Result<f64> {
             size_of::<libc::linger>() as libc::socklen_t,
         )
     };
+    drop(stream);
+    drop(accepted);
     Ok(micros)
 }
 
-fn connect_block(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<f64>> {
+fn connect_block(listener: &TcpListener, n: usize) -> anyhow::Result<Vec<f64>> {
     for _ in 0..WARMUP {
-        timed_connect(addr)?;
+        timed_connect(listener)?;
     }
-    (0..n).map(|_| timed_connect(addr)).collect()
+    (0..n).map(|_| timed_connect(listener)).collect()
 }
 
-fn agent_cpu_at_rate(agent_bin: &std::path::Path, addr: SocketAddr) -> anyhow::Result<f64> {
-    let agent = Agent::start_as(agent_bin, addr.port(), Consumer::Trace)?;
+/// One CPU for the whole run: a migration between blocks would show up as a difference
+/// between sides. The agent's threads stay free to run anywhere.
+fn pin_to_last_cpu() {
+    // SAFETY: plain syscalls on this thread with a zeroed, then filled, cpu_set_t.
+    unsafe {
+        let cpus = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus - 1, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!(
+                "bench: could not pin to CPU {}; results may be noisier",
+                cpus - 1
+            );
+        }
+    }
+}
+
+fn agent_cpu_at_rate(agent_bin: &std::path::Path, listener: &TcpListener) -> anyhow::Result<f64> {
+    let port = listener.local_addr()?.port();
+    let agent = Agent::start_as(agent_bin, port, Consumer::Trace)?;
     let before = cpu_ticks(agent.child.id())?;
     let start = Instant::now();
     let interval = Duration::from_nanos(1_000_000_000 / PACED_RATE);
@@ -182,7 +222,7 @@ fn agent_cpu_at_rate(agent_bin: &std::path::Path, addr: SocketAddr) -> anyhow::R
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        timed_connect(addr)?;
+        timed_connect(listener)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let used = cpu_ticks(agent.child.id())? - before;
