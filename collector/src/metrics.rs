@@ -45,6 +45,7 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_ingest_records_total", Unit::Count, "Records in accepted batches."),
     ("vigil_agents_seen", Unit::Count, "Agents that reported health since the collector started."),
     ("vigil_agent_events_lost_total", Unit::Count, "Probe events an agent lost (ring buffer full)."),
+    ("vigil_agent_connections_untracked_total", Unit::Count, "Connections whose tracking an agent's probes gave up (socket table set full)."),
     ("vigil_agent_spool_dropped_batches_total", Unit::Count, "Batches an agent dropped at its spool bound."),
     ("vigil_agent_batches_sent_total", Unit::Count, "Batches an agent delivered."),
     ("vigil_agent_batches_retried_total", Unit::Count, "Delivery attempts an agent retried (collector away, 429, 5xx)."),
@@ -311,22 +312,38 @@ impl Recorder {
 
     fn health(&self, node: &str, agent: &str, h: &AgentHealth) {
         let n = || [("node", node.to_owned())];
-        let lost = self
-            .agent_counters
-            .delta(agent, "events_lost", h.probe_events_lost);
-        counter!("vigil_agent_events_lost_total", &n()).increment(lost);
-        let dropped = self
-            .agent_counters
-            .delta(agent, "spool_dropped", h.spool_dropped_batches);
-        counter!("vigil_agent_spool_dropped_batches_total", &n()).increment(dropped);
-        let sent = self
-            .agent_counters
-            .delta(agent, "batches_sent", h.batches_sent);
-        counter!("vigil_agent_batches_sent_total", &n()).increment(sent);
-        let retried = self
-            .agent_counters
-            .delta(agent, "batches_retried", h.batches_retried);
-        counter!("vigil_agent_batches_retried_total", &n()).increment(retried);
+        // The agent reports running totals; the collector counts what each one adds.
+        let totals = [
+            (
+                "vigil_agent_events_lost_total",
+                "events_lost",
+                h.probe_events_lost,
+            ),
+            (
+                "vigil_agent_connections_untracked_total",
+                "track_failed",
+                h.probe_track_failed,
+            ),
+            (
+                "vigil_agent_spool_dropped_batches_total",
+                "spool_dropped",
+                h.spool_dropped_batches,
+            ),
+            (
+                "vigil_agent_batches_sent_total",
+                "batches_sent",
+                h.batches_sent,
+            ),
+            (
+                "vigil_agent_batches_retried_total",
+                "batches_retried",
+                h.batches_retried,
+            ),
+        ];
+        for (name, key, total) in totals {
+            let added = self.agent_counters.delta(agent, key, total);
+            counter!(name, &n()).increment(added);
+        }
         gauge!("vigil_agent_spool_bytes", &n()).set(h.spool_bytes as f64);
         gauge!("vigil_agent_capabilities_missing", &n()).set(h.capabilities_missing.len() as f64);
         gauge!("vigil_agents_seen").set(self.agent_counters.agents() as f64);
