@@ -26,7 +26,7 @@ pub struct NginxInstance {
     pub exe: PathBuf,
     /// `-c` argument, as given (nginx resolves a relative one against the prefix).
     pub conf_path: Option<PathBuf>,
-    /// `-p` argument, as given.
+    /// `-p` argument; a relative one made absolute against the master's working directory.
     pub prefix: Option<PathBuf>,
 }
 
@@ -138,12 +138,28 @@ fn build_instance(proc_root: &Path, master: &NginxProcess, all: &[NginxProcess])
             PathBuf::from(args.argv0.clone().unwrap_or_else(|| "nginx".into()))
         }
     };
+    // `-p site` names a directory relative to where the master was started; `nginx -T` runs
+    // from the agent's directory, and log paths are resolved against the prefix.
+    let cwd = proc_root.join(master.pid.to_string()).join("cwd");
     NginxInstance {
         master_pid: master.pid,
         worker_pids,
         exe,
         conf_path: args.conf,
-        prefix: args.prefix,
+        prefix: args.prefix.map(|prefix| absolute_from(&cwd, prefix)),
+    }
+}
+
+fn absolute_from(cwd_link: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    match std::fs::read_link(cwd_link) {
+        Ok(cwd) => cwd.join(path),
+        Err(err) => {
+            warn!(path = %path.display(), error = %err, "cannot read nginx's working directory; using the relative prefix as given");
+            path
+        }
     }
 }
 
@@ -336,11 +352,20 @@ mod tests {
             100,
         );
         fake_process(r, 301, "nginx", b"nginx: worker process\0", 300);
+        // Started as `cd /srv/www && nginx -p site -c conf/n.conf`.
+        fake_process(
+            r,
+            500,
+            "nginx",
+            b"nginx: master process nginx -p site -c conf/n.conf\0",
+            1,
+        );
+        symlink("/srv/www", r.join("500/cwd")).unwrap();
         fs::create_dir_all(r.join("400")).unwrap(); // vanished process: no files
         fs::create_dir_all(r.join("sys")).unwrap();
 
         let found = find_nginx(r).unwrap();
-        assert_eq!(found.len(), 2);
+        assert_eq!(found.len(), 3);
         assert_eq!(
             found[0],
             NginxInstance {
@@ -363,6 +388,14 @@ mod tests {
         assert_eq!(
             (found[1].conf_path.as_deref(), found[1].prefix.as_deref()),
             (Some(Path::new("/etc/n.conf")), None)
+        );
+        assert_eq!(
+            (found[2].conf_path.as_deref(), found[2].prefix.as_deref()),
+            (
+                Some(Path::new("conf/n.conf")),
+                Some(Path::new("/srv/www/site"))
+            ),
+            "a relative -p is resolved against the master's cwd; -c stays relative to it"
         );
         assert!(find_nginx(&r.join("missing")).is_err());
     }
