@@ -2,6 +2,7 @@
 //! targets with their effective timeouts, log file paths and log formats.
 
 mod extract;
+mod lua;
 mod syntax;
 
 pub use syntax::{parse_dump, Directive};

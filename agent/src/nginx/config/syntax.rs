@@ -5,7 +5,7 @@
 //! from `conf.d/*.conf` lives inside `http`), we parse each file separately and
 //! splice the matching files in where `include` names them.
 
-use super::ConfigError;
+use super::{lua, ConfigError};
 use std::path::Path;
 use tracing::{debug, warn};
 
@@ -67,12 +67,26 @@ impl Lexer<'_> {
             line: 1,
             file,
         };
-        let mut tokens = Vec::new();
+        let mut tokens: Vec<(Token, usize)> = Vec::new();
+        // The name of the directive being read: a Lua block's body is skipped, not tokenized.
+        let mut directive: Option<String> = None;
         while let Some(c) = lexer.chars.next() {
             let line = lexer.line;
             let token = match c {
                 '\n' => {
                     lexer.line += 1;
+                    continue;
+                }
+                '{' if directive.as_deref().is_some_and(lua::is_lua_block) => {
+                    lua::skip_body(&mut lexer.chars, &mut lexer.line).map_err(|reason| {
+                        ConfigError::Syntax {
+                            file: file.to_string(),
+                            line,
+                            reason,
+                        }
+                    })?;
+                    tokens.extend([(Token::Open, line), (Token::Close, lexer.line)]);
+                    directive = None;
                     continue;
                 }
                 '#' => {
@@ -86,6 +100,11 @@ impl Lexer<'_> {
                 '"' | '\'' => Token::Word(lexer.quoted(c)?),
                 _ => Token::Word(lexer.bare_word(c)),
             };
+            match &token {
+                Token::Word(word) if directive.is_none() => directive = Some(word.clone()),
+                Token::Word(_) => {}
+                _ => directive = None,
+            }
             tokens.push((token, line));
         }
         Ok(tokens)
@@ -396,9 +415,33 @@ mod tests {
         assert_eq!(tree.len(), 2);
         assert_eq!(tree[1].line, 2);
         assert_eq!(tree[1].block.as_ref().unwrap()[1].name, "d");
-        for bad in ["a {", "a", "}", "a \"x;", "a { b; } }"] {
+        for bad in [
+            "a {",
+            "a",
+            "}",
+            "a \"x;",
+            "a { b; } }",
+            "x_by_lua_block { '",
+        ] {
             assert!(parse_file(bad, "f").is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn lua_block_bodies_are_skipped() {
+        let conf = "location / {\n  content_by_lua_block {\n    -- don't\n    ngx.say(\"}\")\n  }\n                    set_by_lua_block $x { return '{' }\n  proxy_pass http://b;\n}\n";
+        let tree = parse_file(conf, "f").unwrap();
+        let location = tree[0].block.as_ref().unwrap();
+        let names: Vec<&str> = location.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["content_by_lua_block", "set_by_lua_block", "proxy_pass"]
+        );
+        assert_eq!(location[1].args, ["$x"]);
+        assert_eq!(
+            (location[2].line, location[0].block.as_deref()),
+            (7, Some(&[][..]))
+        );
     }
 
     #[test]
