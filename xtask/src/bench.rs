@@ -76,7 +76,7 @@ pub fn probes() -> anyhow::Result<()> {
         "agent CPU at {PACED_RATE} connects/s (`trace`, a JSON line each): {millicores:.1} millicores (target ≤ 20) {}",
         verdict(millicores <= 20.0)
     );
-    Ok(())
+    crate::bench_nginx::proxied_requests(&agent_bin)
 }
 
 /// Another agent's probes would be attached on every side, "off" included, and hide what
@@ -146,12 +146,16 @@ fn report_paired(round_p50: &[Vec<f64>; 3]) {
     );
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "MET"
     } else {
         "NOT MET"
     }
+}
+
+pub(crate) fn median(samples: &mut [f64]) -> f64 {
+    percentile(samples, 0.5)
 }
 
 fn percentile(samples: &mut [f64], q: f64) -> f64 {
@@ -246,12 +250,12 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// The agent watching the benchmark port, output discarded. Latency blocks run it as
 /// `inspect` (it only tallies records, so the probes' own cost is what is measured); the
 /// CPU phase runs `trace`, the costliest consumer (a JSON line per connection).
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
 }
 
 #[derive(Clone, Copy)]
-enum Consumer {
+pub(crate) enum Consumer {
     Tally,
     Trace,
 }
@@ -261,7 +265,11 @@ impl Agent {
         Self::start_as(bin, port, Consumer::Tally)
     }
 
-    fn start_as(bin: &std::path::Path, port: u16, consumer: Consumer) -> anyhow::Result<Self> {
+    pub(crate) fn start_as(
+        bin: &std::path::Path,
+        port: u16,
+        consumer: Consumer,
+    ) -> anyhow::Result<Self> {
         let port = port.to_string();
         let args: Vec<&str> = match consumer {
             Consumer::Tally => vec![

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_nginx;
 mod setup;
 mod tasks;
 
@@ -30,7 +31,8 @@ enum Command {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
-    /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU),
+    /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU,
+    /// nginx's proxied requests/s with and without the agent),
     /// `collector` (ingest events/s and Loki encode lines/s per core).
     Bench {
         #[arg(default_value = "probes")]

@@ -1,0 +1,153 @@
+//! The figure an nginx operator asks for: proxied requests/s with and without the agent.
+//! One nginx (Debian package, its own prefix) proxies to a second server block of itself,
+//! without upstream keepalive, so every request opens a new upstream connection: the case
+//! the probes track. wrk drives it closed-loop; sides alternate in rounds and are compared
+//! within each round, as in the connect() benchmark.
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::bench::{median, verdict, Agent, Consumer};
+
+const ROUNDS: usize = 6;
+const WRK_SECONDS: u32 = 3;
+
+/// The agent as `inspect` (the probes, records only tallied) and as `trace` (a JSON line per
+/// connection, its costliest consumer), against no agent.
+const SIDES: [(&str, Option<Consumer>); 3] = [
+    ("no agent", None),
+    ("`inspect`", Some(Consumer::Tally)),
+    ("`trace`", Some(Consumer::Trace)),
+];
+
+pub fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
+    let nginx = Nginx::start()?;
+    // Warm up nginx and the page cache before the first measured round.
+    wrk(nginx.front)?;
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    for round in 0..ROUNDS {
+        // Rotate the order so drift within a round favours no side.
+        for step in 0..SIDES.len() {
+            let side = (round + step) % SIDES.len();
+            let _agent = match SIDES[side].1 {
+                Some(consumer) => Some(Agent::start_as(agent_bin, nginx.upstream, consumer)?),
+                None => None,
+            };
+            let rate = wrk(nginx.front)?;
+            eprintln!(
+                "round {}/{ROUNDS} {:>10}: {rate:.0} req/s",
+                round + 1,
+                SIDES[side].0
+            );
+            rates[side].push(rate);
+        }
+    }
+    println!(
+        "nginx proxying each request over a new upstream connection (wrk -t1 -c16, {WRK_SECONDS} s × {ROUNDS} rounds per side):"
+    );
+    println!(
+        "  no agent: {:.0} req/s (median)",
+        median(&mut rates[0].clone())
+    );
+    for side in 1..SIDES.len() {
+        let mut ratios: Vec<f64> = rates[side]
+            .iter()
+            .zip(&rates[0])
+            .map(|(a, o)| a / o)
+            .collect();
+        let ratio = median(&mut ratios);
+        println!(
+            "  agent as {:<9} {:.0} req/s, paired ratio {ratio:.3}: within 1% of no agent: {}",
+            SIDES[side].0,
+            median(&mut rates[side].clone()),
+            verdict(ratio >= 0.99)
+        );
+    }
+    Ok(())
+}
+
+fn wrk(port: u16) -> anyhow::Result<f64> {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", &format!("-d{WRK_SECONDS}s")])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running wrk (installed by `cargo xtask setup`)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("wrk saw errors through nginx; the figures would not be comparable:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
+}
+
+struct Nginx {
+    child: Child,
+    front: u16,
+    upstream: u16,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    fn start() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("vigil-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (front, upstream) = (free_port()?, free_port()?);
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n\
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{front}; location / {{ proxy_pass http://127.0.0.1:{upstream}; }} }}\n\
+             server {{ listen 127.0.0.1:{upstream} backlog=4096; access_log off; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting nginx (installed by `cargo xtask setup`)")?;
+        let nginx = Nginx {
+            child,
+            front,
+            upstream,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", front)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "nginx did not listen on {front}; see {}/error.log",
+                    nginx.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: signal to our own child; its workers follow the master.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
