@@ -241,18 +241,30 @@ fn without_privileges_trace_says_what_it_needs() {
 
 #[test]
 fn many_connections_at_once_are_each_reported_once() {
-    // 400 sockets to one watched port live at the same time: each keeps its own state in the
-    // probes' socket table and is reported exactly once, with its own source port.
+    // 400 sockets to one watched port, opened from two threads at once and all alive at the
+    // same time: each keeps its own state in the probes' socket table (ways claimed
+    // concurrently) and is reported exactly once, with its own source port.
     const N: usize = 400;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let trace = Trace::start(&[port]);
-    let mut open = Vec::with_capacity(2 * N);
-    for _ in 0..N {
-        open.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
-        open.push(listener.accept().unwrap().0);
-    }
-    drop(open);
+    let acceptor = std::thread::spawn(move || {
+        (0..N)
+            .map(|_| listener.accept().unwrap().0)
+            .collect::<Vec<_>>()
+    });
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..N / 2)
+                    .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let open: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let accepted = acceptor.join().unwrap();
+    drop((open, accepted));
     let records = trace.wait_for(port, N).stop();
     let mine = records_for(&records, port);
     assert_eq!(mine.len(), N, "one record per connection");
