@@ -37,14 +37,26 @@ pub(super) fn skip_body(chars: &mut Peekable<Chars<'_>>, line: &mut usize) -> Re
 
 /// After a `[`: `Some(n)` when `=`×n then `[` follow (a long bracket), consuming them.
 fn long_bracket_level(chars: &mut Peekable<Chars<'_>>) -> Option<usize> {
+    equals_then(chars, '[', None)
+}
+
+/// `=`×n then `bracket` ahead, with n equal to `level` when given: consumes them, `Some(n)`.
+fn equals_then(
+    chars: &mut Peekable<Chars<'_>>,
+    bracket: char,
+    level: Option<usize>,
+) -> Option<usize> {
     let mut ahead = chars.clone();
-    let mut level = 0;
+    let mut n = 0;
     while ahead.next_if_eq(&'=').is_some() {
-        level += 1;
+        n += 1;
     }
-    ahead.next_if_eq(&'[')?;
+    if level.is_some_and(|level| level != n) {
+        return None;
+    }
+    ahead.next_if_eq(&bracket)?;
     *chars = ahead;
-    Some(level)
+    Some(n)
 }
 
 fn skip_long_bracket(
@@ -55,17 +67,7 @@ fn skip_long_bracket(
     while let Some(c) = chars.next() {
         match c {
             '\n' => *line += 1,
-            ']' => {
-                let mut ahead = chars.clone();
-                let mut closing = 0;
-                while ahead.next_if_eq(&'=').is_some() {
-                    closing += 1;
-                }
-                if closing == level && ahead.next_if_eq(&']').is_some() {
-                    *chars = ahead;
-                    return Ok(());
-                }
-            }
+            ']' if equals_then(chars, ']', Some(level)).is_some() => return Ok(()),
             _ => {}
         }
     }
