@@ -1,0 +1,194 @@
+//! Attaching: struct offsets from BTF into `SETTINGS`, then for each capability the first
+//! program that attaches; a classic tracepoint only if its record layout is the expected one.
+use std::{collections::BTreeSet, path::Path};
+
+use aya::{
+    maps::Array,
+    programs::{RawTracePoint, TracePoint},
+    Ebpf,
+};
+use tracing::{debug, warn};
+use vigil_agent_ebpf::fields::LAYOUTS;
+
+use super::{
+    catalog::{Attach, ProbeOption, CORE_CAPABILITY, OFFSETS, PROBES_BY_CAPABILITY},
+    host::TRACEFS,
+    Capabilities, ProbeError,
+};
+use crate::btf::KernelBtf;
+
+/// Writes the offsets found in BTF to `SETTINGS`; returns the indices that are set.
+pub(super) fn write_offsets(
+    ebpf: &mut Ebpf,
+    caps: &mut Capabilities,
+) -> Result<BTreeSet<u32>, ProbeError> {
+    let btf = match KernelBtf::from_sys_fs() {
+        Ok(btf) => Some(btf),
+        Err(e) => {
+            warn!("{e}; errno, exit status and byte counts will be missing");
+            None
+        }
+    };
+    let map = ebpf.map_mut("SETTINGS").expect("map in object");
+    let mut settings: Array<_, u64> =
+        Array::try_from(map).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+    let mut known = BTreeSet::new();
+    for &(index, capability, path) in OFFSETS {
+        let offset = btf.as_ref().and_then(|b| {
+            path.iter()
+                .map(|(s, m)| b.member_offset(s, m))
+                .sum::<Option<u64>>()
+        });
+        match offset {
+            Some(offset) => {
+                // Stored as offset + 1: 0 means unknown to the probes.
+                settings
+                    .set(index, offset + 1, 0)
+                    .map_err(|e| ProbeError::Map("SETTINGS", e))?;
+                caps.available.insert(capability);
+                known.insert(index);
+            }
+            None => {
+                let (s, m) = path[path.len() - 1];
+                caps.lost(capability, format!("struct {s}.{m} not found in BTF"));
+            }
+        }
+    }
+    Ok(known)
+}
+
+/// Programs named in `VIGIL_DISABLE_PROBES` (comma-separated) are not attached: a way to
+/// switch off a misbehaving probe, and how the tests exercise the fallbacks.
+fn disabled_programs() -> Vec<String> {
+    std::env::var("VIGIL_DISABLE_PROBES")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) fn attach_all(
+    ebpf: &mut Ebpf,
+    known: &BTreeSet<u32>,
+    caps: &mut Capabilities,
+) -> Result<(), ProbeError> {
+    let disabled = disabled_programs();
+    for &(capability, options) in PROBES_BY_CAPABILITY {
+        let mut reasons = Vec::new();
+        let mut attached = None;
+        for option in options.iter() {
+            let result = if disabled.iter().any(|d| d == option.program) {
+                Err("disabled by VIGIL_DISABLE_PROBES".to_owned())
+            } else if option.needs.iter().any(|n| !known.contains(n)) {
+                Err("needs struct offsets missing from BTF".to_owned())
+            } else {
+                attach_one(ebpf, option)
+            };
+            match result {
+                Ok(()) => {
+                    attached = Some(option.program);
+                    break;
+                }
+                Err(reason) => reasons.push(format!("{}: {reason}", option.program)),
+            }
+        }
+        if let Some(program) = attached {
+            debug!(capability, program, "attached");
+            caps.available.insert(capability);
+            caps.programs.insert(capability, program);
+        } else if capability == CORE_CAPABILITY {
+            return Err(ProbeError::CoreProbe(reasons.join("; ")));
+        } else {
+            caps.lost(capability, reasons.join("; "));
+        }
+    }
+    Ok(())
+}
+
+fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
+    let prog = ebpf
+        .program_mut(option.program)
+        .ok_or("program missing from the object")?;
+    match option.attach {
+        Attach::Raw(event) => {
+            let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            prog.load().map_err(|e| format!("load: {e}"))?;
+            prog.attach(event).map_err(|e| format!("attach: {e}"))?;
+        }
+        Attach::Classic(category, event) => {
+            check_layout(category, event)?;
+            let prog: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            prog.load().map_err(|e| format!("load: {e}"))?;
+            prog.attach(category, event)
+                .map_err(|e| format!("attach: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The probes read fields at fixed offsets; refuse a tracepoint whose layout moved.
+fn check_layout(category: &str, event: &str) -> Result<(), String> {
+    let Some((_, _, expected)) = LAYOUTS
+        .iter()
+        .find(|(c, e, _)| *c == category && *e == event)
+    else {
+        return Ok(());
+    };
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
+    let format = std::fs::read_to_string(&path)
+        .map_err(|e| format!("tracepoint not available ({}: {e})", path.display()))?;
+    for &(field, offset) in expected.iter() {
+        match field_offset(&format, field) {
+            Some(actual) if actual == offset => {}
+            Some(actual) => {
+                return Err(format!(
+                    "field {field} at offset {actual}, probe expects {offset}"
+                ))
+            }
+            None => return Err(format!("field {field} missing from {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Offset of `field` in a tracefs `format` file (`field:__u16 sport;\toffset:24;...`).
+pub fn field_offset(format: &str, field: &str) -> Option<usize> {
+    format.lines().find_map(|line| {
+        let decl = line.trim().strip_prefix("field:")?;
+        let (decl, rest) = decl.split_once(';')?;
+        let name = decl.split_whitespace().last()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_offset;
+
+    #[test]
+    fn reads_offsets_from_format_files() {
+        let format = "name: inet_sock_set_state\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+            \tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n";
+        assert_eq!(field_offset(format, "skaddr"), Some(8));
+        assert_eq!(field_offset(format, "saddr"), Some(32));
+        assert_eq!(field_offset(format, "daddr"), None);
+    }
+}

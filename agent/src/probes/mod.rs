@@ -1,0 +1,176 @@
+//! Load the eBPF object, check the kernel it runs on, attach what attaches, and read back
+//! what the probes recorded. A probe that cannot attach costs its capability, not the agent.
+use std::collections::BTreeSet;
+
+use aya::{
+    include_bytes_aligned,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    Ebpf, EbpfError,
+};
+use serde::Serialize;
+use tracing::warn;
+use vigil_agent_ebpf::{stat, ConnectionClosed, ProcessExit, PORT_BITMAP_WORDS};
+
+use attach::{attach_all, write_offsets};
+use host::{check_privileges, ensure_tracefs, relax_memlock, TRACEFS};
+
+mod attach;
+mod catalog;
+mod host;
+
+static PROBES: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil-probes"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("loading eBPF needs root (or CAP_BPF + CAP_PERFMON): {0}")]
+    Permission(String),
+    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}; mount it with `mount -t tracefs nodev {TRACEFS}`")]
+    Tracefs(std::io::Error),
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[from] EbpfError),
+    #[error("the core probe sock/inet_sock_set_state did not attach: {0}; vigil cannot see connects on this kernel")]
+    CoreProbe(String),
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, aya::maps::MapError),
+}
+
+/// What this kernel let the agent see; exported so a missing tracepoint is visible, not silent.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Capabilities {
+    pub available: BTreeSet<&'static str>,
+    /// Which program serves each kernel capability (raw tracepoint or classic fallback).
+    pub programs: std::collections::BTreeMap<&'static str, &'static str>,
+    pub missing: Vec<MissingCapability>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingCapability {
+    pub capability: &'static str,
+    pub reason: String,
+}
+
+impl Capabilities {
+    fn lost(&mut self, capability: &'static str, reason: String) {
+        warn!(capability, %reason, "capability unavailable on this kernel");
+        self.missing.push(MissingCapability { capability, reason });
+    }
+}
+
+/// Probe counters summed over CPUs.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct ProbeStats {
+    pub events_lost: u64,
+    pub track_failed: u64,
+    pub connects_seen: u64,
+    pub exits_lost: u64,
+}
+
+pub struct Probes {
+    ebpf: Ebpf,
+    connections: RingBuf<MapData>,
+    exits: RingBuf<MapData>,
+    watched_ports: BTreeSet<u16>,
+    watched_pids: BTreeSet<u32>,
+    pub capabilities: Capabilities,
+}
+
+impl Probes {
+    pub fn load() -> Result<Self, ProbeError> {
+        check_privileges()?;
+        ensure_tracefs()?;
+        relax_memlock();
+        let mut ebpf = Ebpf::load(PROBES)?;
+        let mut capabilities = Capabilities::default();
+        let known = write_offsets(&mut ebpf, &mut capabilities)?;
+        attach_all(&mut ebpf, &known, &mut capabilities)?;
+        let connections = take_ring(&mut ebpf, "CONNECTION_EVENTS")?;
+        let exits = take_ring(&mut ebpf, "EXIT_EVENTS")?;
+        Ok(Probes {
+            ebpf,
+            connections,
+            exits,
+            watched_ports: BTreeSet::new(),
+            watched_pids: BTreeSet::new(),
+            capabilities,
+        })
+    }
+
+    /// Replace the set of watched destination ports.
+    pub fn set_watched_ports(&mut self, ports: &BTreeSet<u16>) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut("WATCHED_PORTS").expect("map in object");
+        let mut bitmap: Array<_, u64> =
+            Array::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+        let words = |set: &BTreeSet<u16>| {
+            let mut w = vec![0u64; PORT_BITMAP_WORDS as usize];
+            set.iter()
+                .for_each(|&p| w[usize::from(p >> 6)] |= 1 << (p & 63));
+            w
+        };
+        let (old, new) = (words(&self.watched_ports), words(ports));
+        for (index, (before, after)) in old.iter().zip(&new).enumerate() {
+            if before != after {
+                bitmap
+                    .set(index as u32, after, 0)
+                    .map_err(|e| ProbeError::Map("WATCHED_PORTS", e))?;
+            }
+        }
+        self.watched_ports = ports.clone();
+        Ok(())
+    }
+
+    /// Report these processes' exits (upstream owners and workers): only the difference
+    /// from the last call touches the map. The probe forgets a pid after its exit.
+    pub fn set_watched_pids(&mut self, pids: &BTreeSet<u32>) -> Result<(), ProbeError> {
+        let map = self.ebpf.map_mut("WATCHED_PIDS").expect("map in object");
+        let mut map: HashMap<_, u32, u8> =
+            HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
+        for pid in self.watched_pids.difference(pids) {
+            let _ = map.remove(pid);
+        }
+        for pid in pids.difference(&self.watched_pids) {
+            map.insert(pid, 1, 0)
+                .map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
+        }
+        self.watched_pids = pids.clone();
+        Ok(())
+    }
+
+    pub fn drain_connections(&mut self, mut each: impl FnMut(ConnectionClosed)) -> usize {
+        drain(&mut self.connections, &mut each)
+    }
+
+    pub fn drain_exits(&mut self, mut each: impl FnMut(ProcessExit)) -> usize {
+        drain(&mut self.exits, &mut each)
+    }
+
+    pub fn stats(&self) -> ProbeStats {
+        let map = self.ebpf.map("PROBE_STATS").expect("map in object");
+        let Ok(map) = PerCpuArray::<_, u64>::try_from(map) else {
+            return ProbeStats::default();
+        };
+        let sum = |index: u32| map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        ProbeStats {
+            events_lost: sum(stat::EVENTS_LOST),
+            track_failed: sum(stat::TRACK_FAILED),
+            connects_seen: sum(stat::CONNECTS_SEEN),
+            exits_lost: sum(stat::EXITS_LOST),
+        }
+    }
+}
+
+fn drain<T: Copy>(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(T)) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<T>() {
+            // SAFETY: the probe wrote a T (#[repr(C)], Copy) at the start of this record.
+            each(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<T>()) });
+            n += 1;
+        }
+    }
+    n
+}
+
+fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, ProbeError> {
+    let map = ebpf.take_map(name).expect("map in object");
+    RingBuf::try_from(map).map_err(|e| ProbeError::Map(name, e))
+}
