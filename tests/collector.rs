@@ -202,14 +202,7 @@ impl OutputWithStdin for std::process::Command {
 #[test]
 fn collector_restart_under_load_counts_every_connect_once() {
     let closed = free_port();
-    let nginx = Nginx::start(
-        "restart",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
-        "proxy_connect_timeout 1s;",
-    );
+    let nginx = Nginx::proxy_to("restart", closed, "proxy_connect_timeout 1s;");
     let port = free_port();
     let mut first = Collector::start_on("restart-a", port, "shutdown_grace_ms = 1500\n");
     let state = scratch_dir("restart-agent");
@@ -252,14 +245,7 @@ fn collector_restart_under_load_counts_every_connect_once() {
 #[test]
 fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     let closed = free_port();
-    let nginx = Nginx::start(
-        "spool",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
-        "proxy_connect_timeout 1s;",
-    );
+    let nginx = Nginx::proxy_to("spool", closed, "proxy_connect_timeout 1s;");
     let port = free_port();
     let state = scratch_dir("spool-agent");
     // Nothing listens on the collector port yet.
@@ -286,14 +272,7 @@ fn agent_spools_while_the_collector_is_away_and_delivers_later() {
 #[test]
 fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() {
     let closed = free_port();
-    let nginx = Nginx::start(
-        "persist",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
-        "proxy_connect_timeout 1s;",
-    );
+    let nginx = Nginx::proxy_to("persist", closed, "proxy_connect_timeout 1s;");
     let port = free_port();
     let state = scratch_dir("persist-agent");
     let agent = AgentRun::start(&format!("http://127.0.0.1:{port}"), &[closed], &state, &[]);

@@ -6,7 +6,7 @@ use serde_json::Value;
 use vigil_e2e::{
     agent::{inspect, Inspect},
     free_port, http_get,
-    nginx::{Nginx, Route},
+    nginx::Nginx,
     python::{exits_with, spinning},
 };
 
@@ -100,12 +100,9 @@ fn a_listener_that_goes_away_keeps_its_owner_and_exit_status() {
 #[test]
 fn nginx_is_discovered_and_its_logs_explain_the_502() {
     let closed = free_port();
-    let nginx = Nginx::start(
+    let nginx = Nginx::proxy_to(
         "inspect",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
+        closed,
         "proxy_connect_timeout 5s; proxy_read_timeout 7s;",
     );
     let watch = Inspect::watch(&["--interval", "500ms", "--duration", "2500ms"]);

@@ -4,12 +4,8 @@
 use std::time::Duration;
 
 use vigil_e2e::{
-    agent::AgentRun,
-    collector::Collector,
-    free_port, http, http_get,
-    loki::LokiServer,
-    nginx::{Nginx, Route},
-    scratch_dir, wait_for,
+    agent::AgentRun, collector::Collector, free_port, http, http_get, loki::LokiServer,
+    nginx::Nginx, now_ns, scratch_dir, wait_for,
 };
 use vigil_wire::{Batch, NginxAccessRecord};
 
@@ -22,10 +18,7 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
 
 /// A batch of access lines `id-<first>` … `id-<first+n-1>`, stamped now.
 fn access_batch(sequence: u64, first: usize, n: usize) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = now_ns();
     Batch {
         agent_id: "loki-test".into(),
         sequence,
@@ -85,14 +78,7 @@ fn nginx_and_probe_lines_arrive_with_labels_and_metadata() {
     let loki = LokiServer::start();
     let c = Collector::start("loki-e2e", &loki_config(&loki, "tenant = \"team-a\"\n"));
     let closed = free_port();
-    let nginx = Nginx::start(
-        "loki",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
-        "proxy_connect_timeout 2s;",
-    );
+    let nginx = Nginx::proxy_to("loki", closed, "proxy_connect_timeout 2s;");
     let state = scratch_dir("loki-agent");
     let d = nginx.dir.display();
     let agent = AgentRun::start(
@@ -222,10 +208,7 @@ fn one_bad_line_does_not_sink_its_batch() {
     let loki = LokiServer::start();
     loki.state.lock().unwrap().max_line_bytes = 1000;
     let c = Collector::start("loki-bad", &loki_config(&loki, ""));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = now_ns();
     let mut records: Vec<NginxAccessRecord> = (0..9)
         .map(|i| NginxAccessRecord {
             unix_ns: now + i,
@@ -263,10 +246,7 @@ fn one_bad_line_does_not_sink_its_batch() {
 #[test]
 fn the_loki_stand_in_refuses_what_loki_refuses() {
     let loki = LokiServer::start();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = now_ns();
     let push = |stream: &str, ts: i64, line: &str| {
         let body = format!(r#"{{"streams":[{{"stream":{stream},"values":[["{ts}","{line}"]]}}]}}"#);
         http::request(
@@ -283,6 +263,22 @@ fn the_loki_stand_in_refuses_what_loki_refuses() {
         push(r#"{"job":"a","2bad":"n"}"#, now, "x").status,
         400,
         "label name syntax"
+    );
+    assert_eq!(push("{}", now, "x").status, 400, "no labels at all");
+    assert_eq!(
+        push(r#"{"job":1}"#, now, "x").status,
+        400,
+        "a label value that is not a string"
+    );
+    assert_eq!(
+        push(r#"{"job":"b","node":"say \"hi\" \\ bye"}"#, now, "quoted").status,
+        204,
+        "quotes and backslashes in label values are fine"
+    );
+    assert_eq!(
+        loki.lines(&[("node", r#"say "hi" \ bye"#)]).len(),
+        1,
+        "and stored as sent"
     );
     assert_eq!(
         push(r#"{"job":"a"}"#, now - 8 * 24 * 3600 * 1_000_000_000, "x").status,

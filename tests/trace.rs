@@ -41,20 +41,22 @@ fn only_record(records: &[Value], port: u16) -> &Value {
     mine[0]
 }
 
+/// One `GET /` through `nginx` (answering `status`) while `port` is traced; every record.
+fn trace_one_request(nginx: &Nginx, port: u16, status: u16) -> Vec<Value> {
+    let trace = Trace::start(&[port]);
+    assert_eq!(http_get(nginx.port, "/"), status);
+    trace.wait_for(port, 1).stop()
+}
+
 #[test]
 fn healthy_upstream_is_ok_with_first_byte_time() {
     let upstream = http_ok(Duration::from_millis(200));
-    let nginx = Nginx::start(
+    let nginx = Nginx::proxy_to(
         "ok",
-        &[Route {
-            path: "/",
-            upstream_port: upstream.port,
-        }],
+        upstream.port,
         "proxy_connect_timeout 5s; proxy_read_timeout 5s;",
     );
-    let trace = Trace::start(&[upstream.port]);
-    assert_eq!(http_get(nginx.port, "/"), 200);
-    let records = trace.wait_for(upstream.port, 1).stop();
+    let records = trace_one_request(&nginx, upstream.port, 200);
     let r = only_record(&records, upstream.port);
     assert_eq!(r["result"], "ok");
     assert_from_nginx_worker(r, &nginx);
@@ -71,17 +73,8 @@ fn healthy_upstream_is_ok_with_first_byte_time() {
 #[test]
 fn closed_port_is_refused_and_nginx_answers_502() {
     let closed = free_port();
-    let nginx = Nginx::start(
-        "refused",
-        &[Route {
-            path: "/",
-            upstream_port: closed,
-        }],
-        "proxy_connect_timeout 5s;",
-    );
-    let trace = Trace::start(&[closed]);
-    assert_eq!(http_get(nginx.port, "/"), 502);
-    let records = trace.wait_for(closed, 1).stop();
+    let nginx = Nginx::proxy_to("refused", closed, "proxy_connect_timeout 5s;");
+    let records = trace_one_request(&nginx, closed, 502);
     // nginx may retry the same server once (proxy_next_upstream): every record is a refusal.
     let mine = records_for(&records, closed);
     assert!(!mine.is_empty());
@@ -99,17 +92,12 @@ fn closed_port_is_refused_and_nginx_answers_502() {
 #[test]
 fn upstream_that_never_answers_is_a_silent_close_and_504() {
     let upstream = silent();
-    let nginx = Nginx::start(
+    let nginx = Nginx::proxy_to(
         "silent",
-        &[Route {
-            path: "/",
-            upstream_port: upstream.port,
-        }],
+        upstream.port,
         "proxy_connect_timeout 5s; proxy_read_timeout 1s;",
     );
-    let trace = Trace::start(&[upstream.port]);
-    assert_eq!(http_get(nginx.port, "/"), 504);
-    let records = trace.wait_for(upstream.port, 1).stop();
+    let records = trace_one_request(&nginx, upstream.port, 504);
     let r = only_record(&records, upstream.port);
     assert_eq!(r["result"], "ok", "the connect itself worked");
     assert_eq!(r["silent_close"], true);
@@ -127,17 +115,8 @@ fn upstream_that_never_answers_is_a_silent_close_and_504() {
 fn dropped_syns_are_a_connect_timeout_and_504() {
     let port = free_port();
     let _drop = SynDrop::new(port);
-    let nginx = Nginx::start(
-        "timeout",
-        &[Route {
-            path: "/",
-            upstream_port: port,
-        }],
-        "proxy_connect_timeout 1500ms;",
-    );
-    let trace = Trace::start(&[port]);
-    assert_eq!(http_get(nginx.port, "/"), 504);
-    let records = trace.wait_for(port, 1).stop();
+    let nginx = Nginx::proxy_to("timeout", port, "proxy_connect_timeout 1500ms;");
+    let records = trace_one_request(&nginx, port, 504);
     let r = only_record(&records, port);
     assert_eq!(r["result"], "timeout");
     assert!(

@@ -10,12 +10,7 @@ pub mod prometheus;
 pub mod python;
 pub mod upstreams;
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::TcpListener, path::PathBuf, time::Duration};
 
 /// A port nothing listens on right now (the kernel's pick, released at once).
 pub fn free_port() -> u16 {
@@ -48,18 +43,21 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Minimal HTTP/1.0 GET; returns the status code.
+/// A GET through nginx; its status code (panics when nothing answers).
 pub fn http_get(port: u16, path: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    let _ = s.read_to_string(&mut response);
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {response:?}"))
+    match http::get(port, path) {
+        Ok(response) if response.status != 0 => response.status,
+        Ok(_) => panic!("no HTTP status from port {port}"),
+        Err(e) => panic!("GET {path} on port {port}: {e}"),
+    }
+}
+
+/// Now as Unix nanoseconds, the unit Loki timestamps use.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
 }
 
 /// Parent pid from /proc/PID/status.

@@ -21,6 +21,18 @@ pub struct Route<'a> {
 }
 
 impl Nginx {
+    /// nginx proxying `location /` to 127.0.0.1:`upstream_port`.
+    pub fn proxy_to(tag: &str, upstream_port: u16, timeouts: &str) -> Nginx {
+        Self::start(
+            tag,
+            &[Route {
+                path: "/",
+                upstream_port,
+            }],
+            timeouts,
+        )
+    }
+
     /// `timeouts` are proxy_connect_timeout and proxy_read_timeout for every route.
     pub fn start(tag: &str, routes: &[Route], timeouts: &str) -> Nginx {
         let dir = scratch_dir(tag);
@@ -76,7 +88,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGQUIT = graceful stop; nginx's workers follow the master.
+        // SIGTERM = fast stop (no waiting for open connections); the workers follow the master.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }

@@ -8,7 +8,6 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use prost::Message;
@@ -120,13 +119,6 @@ impl LokiServer {
             .flat_map(|(_, entries)| entries.iter().cloned())
             .collect()
     }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }
 
 fn serve(stream: TcpStream, state: &Mutex<LokiState>) {

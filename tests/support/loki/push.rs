@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use prost::Message;
 use serde_json::Value;
 
+use crate::now_ns;
+
 use super::{
-    now_ns, selector::parse_selector, Labels, LokiState, PushError, RawStreams, Stored,
-    FUTURE_GRACE_NS, MAX_AGE_NS,
+    selector::parse_selector, Labels, LokiState, PushError, RawStreams, Stored, FUTURE_GRACE_NS,
+    MAX_AGE_NS,
 };
 
 pub(super) mod proto {
@@ -65,12 +67,16 @@ pub(super) fn decode(
             .as_array()
             .ok_or_else(|| bad("no streams".into()))?
         {
-            let labels: Vec<String> = s["stream"]
+            // JSON label values must be strings; they are quoted into Loki's label syntax.
+            let labels = s["stream"]
                 .as_object()
                 .ok_or_else(|| bad("no stream".into()))?
                 .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or("")))
-                .collect();
+                .map(|(k, v)| match v {
+                    Value::String(v) => Ok(format!("{k}={}", Value::from(v.as_str()))),
+                    _ => Err(bad(format!("loghttp: label {k} is not a string"))),
+                })
+                .collect::<Result<Vec<String>, _>>()?;
             let mut entries = Vec::new();
             for e in s["values"]
                 .as_array()

@@ -56,7 +56,12 @@ pub(super) fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, Strin
     let mut filters = Vec::new();
     let mut rest = query[close + 1..].trim();
     while !rest.is_empty() {
-        let (op, after) = rest.split_at(2.min(rest.len()));
+        let Some((op, after)) = ["|=", "!="]
+            .into_iter()
+            .find_map(|op| Some((op, rest.strip_prefix(op)?)))
+        else {
+            return (400, format!("parse error: unsupported filter at {rest:?}"));
+        };
         let after = after.trim_start();
         let Some(body) = after.strip_prefix('"') else {
             return (400, "parse error: expected string".into());
@@ -64,10 +69,7 @@ pub(super) fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, Strin
         let Some(end) = body.find('"') else {
             return (400, "parse error: unterminated".into());
         };
-        match op {
-            "|=" | "!=" => filters.push((op == "|=", body[..end].to_owned())),
-            _ => return (400, format!("unsupported {op}")),
-        }
+        filters.push((op == "|=", body[..end].to_owned()));
         rest = body[end + 1..].trim();
     }
     let s = state.lock().unwrap();

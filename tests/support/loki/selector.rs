@@ -57,5 +57,8 @@ pub(super) fn parse_selector(text: &str, strict: bool) -> Result<Labels, String>
             .trim_start_matches(',')
             .trim_start();
     }
+    if strict && labels.is_empty() {
+        return Err("at least one label pair is required per stream".into());
+    }
     Ok(labels)
 }
