@@ -39,7 +39,10 @@ impl Dedup {
     /// True the first time a pair is seen.
     pub fn first_time(&self, agent: &str, sequence: u64) -> bool {
         let mut agents = self.agents.lock().expect("dedup lock");
-        let w = agents.entry(agent.to_owned()).or_default();
+        let w = match agents.get_mut(agent) {
+            Some(w) => w,
+            None => agents.entry(agent.to_owned()).or_default(),
+        };
         if sequence <= w.floor || !w.above.insert(sequence) {
             return false;
         }

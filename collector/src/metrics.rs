@@ -10,7 +10,7 @@ use std::{
 use metrics::{counter, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
-use vigil_wire::{AgentHealth, Batch, ConnectResult, ProcessRole};
+use vigil_wire::{AgentHealth, Batch, ConnectResult};
 
 /// Connect times on loopback are tens of µs, across a network ms; SYN retries add 1, 3, 7 s.
 pub const CONNECT_BUCKETS: &[f64] = &[
@@ -124,24 +124,30 @@ impl LabelCap {
 /// Agents report cumulative counters; the collector turns them into increments.
 #[derive(Default)]
 pub struct AgentCounters {
-    last: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Each agent's last reported totals, in the order the caller passes them.
+    last: Mutex<HashMap<String, Vec<u64>>>,
 }
 
 impl AgentCounters {
-    /// Increment since the previous report (an agent restart resets to the new value).
-    fn delta(&self, agent: &str, name: &'static str, now: u64) -> u64 {
+    /// Increments since the agent's previous report: one lookup per batch. A total below
+    /// the last one means the agent restarted, and counts from zero.
+    fn deltas<const N: usize>(&self, agent: &str, totals: [u64; N]) -> [u64; N] {
         let mut last = self.last.lock().expect("agent counters lock");
-        let prev = last.insert((agent.to_owned(), name), now).unwrap_or(0);
-        if now >= prev {
-            now - prev
-        } else {
-            now
+        let previous = match last.get_mut(agent) {
+            Some(previous) => previous,
+            None => last.entry(agent.to_owned()).or_default(),
+        };
+        previous.resize(N, 0);
+        let mut added = [0; N];
+        for ((added, prev), now) in added.iter_mut().zip(previous.iter_mut()).zip(totals) {
+            *added = if now >= *prev { now - *prev } else { now };
+            *prev = now;
         }
+        added
     }
 
     pub fn agents(&self) -> usize {
-        let last = self.last.lock().expect("agent counters lock");
-        last.keys().map(|(a, _)| a).collect::<HashSet<_>>().len()
+        self.last.lock().expect("agent counters lock").len()
     }
 }
 
@@ -174,7 +180,8 @@ impl Recorder {
     fn connections(&self, node: &str, batch: &Batch) {
         #[derive(Default)]
         struct Group {
-            results: [u64; 7],
+            /// Indexed by `ConnectResult` discriminant.
+            results: [u64; ConnectResult::ALL.len()],
             connect_seconds: Vec<f64>,
             first_byte_seconds: Vec<f64>,
             silent_closes: u64,
@@ -184,7 +191,8 @@ impl Recorder {
         let mut groups: HashMap<(&str, &str), Group> = HashMap::new();
         for c in &batch.connections {
             let g = groups.entry((c.comm.as_str(), c.dst.as_str())).or_default();
-            let result = ConnectResult::try_from(c.result).unwrap_or(ConnectResult::Error);
+            // prost's getter: an unknown value reads as Unspecified, labelled "error".
+            let result = c.result();
             g.results[result as usize] += 1;
             if result == ConnectResult::Ok {
                 g.connect_seconds.push(c.connect_us as f64 / 1e6);
@@ -202,12 +210,13 @@ impl Recorder {
                 ("client", self.caps.value("upstream", "client", comm)),
                 ("upstream", self.caps.value("upstream", "upstream", dst)),
             ];
-            for (index, &n) in g.results.iter().enumerate().filter(|(_, n)| **n > 0) {
-                let result = ConnectResult::try_from(index as i32)
-                    .unwrap_or(ConnectResult::Error)
-                    .label();
+            for (result, &n) in ConnectResult::ALL
+                .iter()
+                .zip(&g.results)
+                .filter(|(_, n)| **n > 0)
+            {
                 let mut with_result = labels.to_vec();
-                with_result.push(("result", result.to_owned()));
+                with_result.push(("result", result.label().to_owned()));
                 counter!("vigil_upstream_connects_total", &with_result).increment(n);
             }
             if !g.connect_seconds.is_empty() {
@@ -255,9 +264,7 @@ impl Recorder {
 
     fn processes(&self, node: &str, batch: &Batch, upstreams: &HashMap<u32, String>) {
         for p in &batch.processes {
-            let role = ProcessRole::try_from(p.role)
-                .unwrap_or(ProcessRole::Unspecified)
-                .label();
+            let role = p.role().label();
             let upstream = match p.upstream_port {
                 0 => String::new(),
                 port => upstreams
@@ -313,35 +320,24 @@ impl Recorder {
     fn health(&self, node: &str, agent: &str, h: &AgentHealth) {
         let n = || [("node", node.to_owned())];
         // The agent reports running totals; the collector counts what each one adds.
-        let totals = [
-            (
-                "vigil_agent_events_lost_total",
-                "events_lost",
-                h.probe_events_lost,
-            ),
-            (
-                "vigil_agent_connections_untracked_total",
-                "track_failed",
-                h.probe_track_failed,
-            ),
-            (
-                "vigil_agent_spool_dropped_batches_total",
-                "spool_dropped",
-                h.spool_dropped_batches,
-            ),
-            (
-                "vigil_agent_batches_sent_total",
-                "batches_sent",
-                h.batches_sent,
-            ),
-            (
-                "vigil_agent_batches_retried_total",
-                "batches_retried",
-                h.batches_retried,
-            ),
+        let names = [
+            "vigil_agent_events_lost_total",
+            "vigil_agent_connections_untracked_total",
+            "vigil_agent_spool_dropped_batches_total",
+            "vigil_agent_batches_sent_total",
+            "vigil_agent_batches_retried_total",
         ];
-        for (name, key, total) in totals {
-            let added = self.agent_counters.delta(agent, key, total);
+        let totals = [
+            h.probe_events_lost,
+            h.probe_track_failed,
+            h.spool_dropped_batches,
+            h.batches_sent,
+            h.batches_retried,
+        ];
+        for (name, added) in names
+            .into_iter()
+            .zip(self.agent_counters.deltas(agent, totals))
+        {
             counter!(name, &n()).increment(added);
         }
         gauge!("vigil_agent_spool_bytes", &n()).set(h.spool_bytes as f64);
@@ -376,10 +372,10 @@ mod tests {
     #[test]
     fn cumulative_agent_counters_become_increments() {
         let c = AgentCounters::default();
-        assert_eq!(c.delta("a", "x", 5), 5);
-        assert_eq!(c.delta("a", "x", 8), 3);
-        assert_eq!(c.delta("a", "x", 2), 2, "agent restarted");
-        assert_eq!(c.delta("b", "x", 1), 1);
+        assert_eq!(c.deltas("a", [5, 0]), [5, 0]);
+        assert_eq!(c.deltas("a", [8, 1]), [3, 1]);
+        assert_eq!(c.deltas("a", [2, 1]), [2, 0], "agent restarted");
+        assert_eq!(c.deltas("b", [1, 0]), [1, 0]);
         assert_eq!(c.agents(), 2);
     }
 }

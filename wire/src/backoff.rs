@@ -12,7 +12,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        let seed = u64::from(std::process::id()) << 32 | u64::from(std::process::id()) | 1;
+        // The pid alone would be 1 in every container: mix in the clock too.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = (u64::from(std::process::id()) << 32 ^ nanos) | 1;
         Backoff {
             base,
             cap,

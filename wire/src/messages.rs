@@ -40,6 +40,17 @@ pub enum ConnectResult {
 }
 
 impl ConnectResult {
+    /// Every variant, in discriminant order (`ALL[r as usize] == r`).
+    pub const ALL: [ConnectResult; 7] = [
+        Self::Unspecified,
+        Self::Ok,
+        Self::Refused,
+        Self::Timeout,
+        Self::Reset,
+        Self::Unreachable,
+        Self::Error,
+    ];
+
     /// The `result` label value.
     pub fn label(self) -> &'static str {
         match self {

@@ -31,15 +31,19 @@ impl LogEntry {
             + 16
     }
 
-    fn labels(&self) -> String {
-        // Sorted by name, as Loki requires.
-        format!(
-            "{{job=\"vigil\", level=\"{}\", node=\"{}\", source=\"{}\"}}",
-            escape(self.level),
-            escape(&self.node),
-            escape(self.source)
-        )
+    /// What tells its stream apart; the label text is built once per stream.
+    fn stream_key(&self) -> (&'static str, &str, &'static str) {
+        (self.level, &self.node, self.source)
     }
+}
+
+/// The stream's labels, sorted by name as Loki requires. `level` and `source` come from a
+/// fixed vocabulary that needs no escaping.
+fn stream_labels((level, node, source): (&str, &str, &str)) -> String {
+    format!(
+        "{{job=\"vigil\", level=\"{level}\", node=\"{}\", source=\"{source}\"}}",
+        escape(node)
+    )
 }
 
 /// LogQL string escaping for label values.
@@ -71,13 +75,14 @@ pub fn fold_metadata(line: &str, metadata: &[(&'static str, String)]) -> String 
 
 /// Builds the protobuf push request. `with_metadata = false` folds metadata into lines.
 pub fn push_request(entries: &[LogEntry], with_metadata: bool) -> PushRequest {
-    let mut streams: BTreeMap<String, Vec<&LogEntry>> = BTreeMap::new();
+    let mut streams: BTreeMap<(&str, &str, &str), Vec<&LogEntry>> = BTreeMap::new();
     for e in entries {
-        streams.entry(e.labels()).or_default().push(e);
+        streams.entry(e.stream_key()).or_default().push(e);
     }
     let streams = streams
         .into_iter()
-        .map(|(labels, mut list)| {
+        .map(|(key, mut list)| {
+            let labels = stream_labels(key);
             list.sort_by_key(|e| e.unix_ns);
             let entries = list
                 .into_iter()
@@ -126,11 +131,7 @@ pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
     let req = PushRequest::decode(raw.as_slice()).ok()?;
     let mut out = Vec::new();
     for s in req.streams {
-        let label = |name: &str| {
-            let start = s.labels.find(&format!("{name}=\""))? + name.len() + 2;
-            let end = start + s.labels[start..].find('"')?;
-            Some(s.labels[start..end].to_owned())
-        };
+        let label = |name: &str| label_value(&s.labels, name);
         let source = match label("source")?.as_str() {
             "ebpf" => "ebpf",
             "nginx_error" => "nginx_error",
@@ -162,6 +163,24 @@ pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
         }
     }
     Some(out)
+}
+
+/// The value of label `name` in a stream's label text, unescaped (inverse of [`escape`]).
+fn label_value(labels: &str, name: &str) -> Option<String> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let mut value = String::new();
+    let mut chars = labels[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                escaped => value.push(escaped),
+            },
+            c => value.push(c),
+        }
+    }
+    None
 }
 
 /// Metadata names are a fixed vocabulary; map a decoded one back to it.
@@ -246,6 +265,15 @@ mod tests {
         let mut back = decode_spooled(&encode_push(&entries, true)).unwrap();
         back.sort_by_key(|e| e.unix_ns);
         assert_eq!(back, vec![entries[1].clone(), entries[0].clone()]);
+        // A node name with quotes and backslashes comes back whole.
+        let odd = LogEntry {
+            node: r#"rack "7" \ a"#.into(),
+            ..entry(3, "ebpf", "c")
+        };
+        assert_eq!(
+            decode_spooled(&encode_push(std::slice::from_ref(&odd), true)).unwrap(),
+            [odd]
+        );
     }
 
     #[test]

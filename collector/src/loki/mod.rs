@@ -32,12 +32,11 @@ pub use sink::{LokiAuth, LokiConfig, LokiSink};
 pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
     let mut out = Vec::new();
     for c in &batch.connections {
-        let result = ConnectResult::try_from(c.result)
-            .unwrap_or(ConnectResult::Error)
-            .label();
-        if result == "ok" && !c.silent_close && !c.reset {
+        let ok = c.result() == ConnectResult::Ok;
+        if ok && !c.silent_close && !c.reset {
             continue;
         }
+        let result = c.result().label();
         let mut line = format!(
             "connect result={result} src={} dst={} comm={} pid={} connect_ms={:.3} syn_retransmits={}",
             c.src, c.dst, c.comm, c.pid, c.connect_us as f64 / 1000.0, c.syn_retransmits
@@ -55,7 +54,7 @@ pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
             unix_ns: c.unix_ns,
             node: batch.node.clone(),
             source: "ebpf",
-            level: if result == "ok" { "warn" } else { "error" },
+            level: if ok { "warn" } else { "error" },
             line,
             metadata: vec![("upstream", c.dst.clone()), ("result", result.to_owned())],
         });

@@ -25,6 +25,21 @@ pub enum LokiAuth {
     Bearer(String),
 }
 
+impl LokiAuth {
+    /// The `Authorization` header value.
+    pub fn header(&self) -> String {
+        use base64::Engine;
+        match self {
+            LokiAuth::Basic { user, password } => {
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                format!("Basic {encoded}")
+            }
+            LokiAuth::Bearer(token) => format!("Bearer {token}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LokiConfig {
     /// Base URL; pushes go to `{url}/loki/api/v1/push`.
@@ -129,6 +144,8 @@ struct Shipper {
     config: LokiConfig,
     http: ureq::Agent,
     push_url: String,
+    /// The `Authorization` value, built once.
+    authorization: Option<String>,
     /// Cleared when this Loki refuses structured metadata (before Loki 3 / schema v13).
     metadata_ok: bool,
     backoff: Backoff,
@@ -142,10 +159,12 @@ impl Shipper {
             .build()
             .into();
         let push_url = format!("{}/loki/api/v1/push", config.url);
+        let authorization = config.auth.as_ref().map(LokiAuth::header);
         Shipper {
             config,
             http,
             push_url,
+            authorization,
             metadata_ok: true,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
         }
@@ -197,10 +216,12 @@ impl Shipper {
     ) -> Vec<LogEntry> {
         let opened = Instant::now();
         loop {
-            let bytes: usize = q.iter().map(LogEntry::size).sum();
+            let (take, full) = batch_len(&q, self.config.batch_bytes);
             let age = opened.elapsed();
-            if bytes >= self.config.batch_bytes || age >= self.config.batch_age {
-                break;
+            if full || age >= self.config.batch_age {
+                let batch: Vec<LogEntry> = q.drain(..take).collect();
+                gauge!("vigil_loki_queue_lines").set(q.len() as f64);
+                return batch;
             }
             q = queue
                 .wake
@@ -208,18 +229,6 @@ impl Shipper {
                 .expect("loki queue lock")
                 .0;
         }
-        let mut size = 0;
-        let mut take = 0;
-        for e in q.iter() {
-            size += e.size();
-            take += 1;
-            if size >= self.config.batch_bytes {
-                break;
-            }
-        }
-        let batch: Vec<LogEntry> = q.drain(..take).collect();
-        gauge!("vigil_loki_queue_lines").set(q.len() as f64);
-        batch
     }
 
     /// Sends until Loki has it, or what it refuses is dropped and counted.
@@ -279,17 +288,8 @@ impl Shipper {
         if let Some(tenant) = &self.config.tenant {
             request = request.header("X-Scope-OrgID", tenant);
         }
-        match &self.config.auth {
-            Some(LokiAuth::Bearer(token)) => {
-                request = request.header("Authorization", &format!("Bearer {token}"))
-            }
-            Some(LokiAuth::Basic { user, password }) => {
-                request = request.header(
-                    "Authorization",
-                    &format!("Basic {}", base64(&format!("{user}:{password}"))),
-                )
-            }
-            None => {}
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
         }
         match request.send(&body[..]) {
             Ok(mut response) => {
@@ -307,34 +307,35 @@ impl Shipper {
     }
 }
 
-/// Standard base64 for the basic-auth header.
-fn base64(input: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
+/// How many queued entries make a batch of `limit` bytes, and whether they reach it. Walks
+/// only as far as one batch: the queue may hold far more, and ingest waits on its lock.
+fn batch_len(queue: &VecDeque<LogEntry>, limit: usize) -> (usize, bool) {
+    let mut bytes = 0;
+    for (i, e) in queue.iter().enumerate() {
+        bytes += e.size();
+        if bytes >= limit {
+            return (i + 1, true);
         }
     }
-    out
+    (queue.len(), false)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::LokiAuth;
+
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(super::base64("user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(super::base64("a"), "YQ==");
-        assert_eq!(super::base64("ab"), "YWI=");
+    fn basic_auth_is_rfc4648_base64() {
+        let basic = |user: &str, password: &str| {
+            LokiAuth::Basic {
+                user: user.into(),
+                password: password.into(),
+            }
+            .header()
+        };
+        assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
+        assert_eq!(basic("a", ""), "Basic YTo=");
+        assert_eq!(basic("ab", "c"), "Basic YWI6Yw==");
+        assert_eq!(LokiAuth::Bearer("t".into()).header(), "Bearer t");
     }
 }
