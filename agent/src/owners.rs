@@ -19,39 +19,75 @@ pub struct ProcessIdentity {
     pub container_id: Option<String>,
 }
 
-/// For each wanted socket inode, the pids holding it. One pass over /proc/*/fd.
-pub fn socket_holders(proc_root: &Path, inodes: &HashSet<u64>) -> HashMap<u64, Vec<u32>> {
-    let mut holders: HashMap<u64, Vec<u32>> = HashMap::new();
-    let Ok(entries) = fs::read_dir(proc_root) else {
-        return holders;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
+/// What one pass over /proc yields: the pids holding each wanted socket inode, and every
+/// process's parent (for the owner among the holders and its workers).
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    pub holders: HashMap<u64, Vec<u32>>,
+    parents: HashMap<u32, u32>,
+}
+
+impl ProcessTable {
+    pub fn scan(proc_root: &Path, inodes: &HashSet<u64>) -> Self {
+        let mut table = ProcessTable::default();
+        // No listener to explain: nothing to read.
+        if inodes.is_empty() {
+            return table;
+        }
+        let Ok(entries) = fs::read_dir(proc_root) else {
+            return table;
         };
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
-            continue;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = parent_pid(&entry.path()) {
+                table.parents.insert(pid, ppid);
+            }
+            table.add_holder(pid, &entry.path(), inodes);
+        }
+        table
+    }
+
+    fn add_holder(&mut self, pid: u32, dir: &Path, inodes: &HashSet<u64>) {
+        let Ok(fds) = fs::read_dir(dir.join("fd")) else {
+            return;
         };
         for fd in fds.flatten() {
             let Ok(target) = fs::read_link(fd.path()) else {
                 continue;
             };
-            let Some(inode) = socket_inode(&target.to_string_lossy()) else {
-                continue;
-            };
-            if inodes.contains(&inode) {
-                let pids = holders.entry(inode).or_default();
-                if !pids.contains(&pid) {
-                    pids.push(pid);
+            match socket_inode(&target.to_string_lossy()) {
+                Some(inode) if inodes.contains(&inode) => {
+                    let pids = self.holders.entry(inode).or_default();
+                    if !pids.contains(&pid) {
+                        pids.push(pid);
+                    }
                 }
+                _ => {}
             }
         }
     }
-    holders
+
+    /// The holder whose parent does not hold the socket too: the master of a pre-fork server.
+    pub fn top_holder(&self, holders: &[u32]) -> Option<u32> {
+        holders
+            .iter()
+            .copied()
+            .find(|pid| self.parents.get(pid).is_none_or(|pp| !holders.contains(pp)))
+            .or_else(|| holders.first().copied())
+    }
+
+    pub fn children_of(&self, parent: u32) -> impl Iterator<Item = u32> + '_ {
+        self.parents
+            .iter()
+            .filter(move |(_, &pp)| pp == parent)
+            .map(|(&pid, _)| pid)
+    }
 }
 
 /// `socket:[12345]` → 12345.
@@ -62,23 +98,16 @@ fn socket_inode(link: &str) -> Option<u64> {
         .ok()
 }
 
-pub fn parent_pid(proc_root: &Path, pid: u32) -> Option<u32> {
-    let status = fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))?
-        .trim()
+/// PPid from /proc/PID/stat: the field after the state, past the `(comm)` that may hold
+/// spaces and parentheses.
+fn parent_pid(dir: &Path) -> Option<u32> {
+    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
         .parse()
         .ok()
-}
-
-/// The holder whose parent does not hold the socket too: the master of a pre-fork server.
-pub fn top_holder(proc_root: &Path, holders: &[u32]) -> Option<u32> {
-    holders
-        .iter()
-        .copied()
-        .find(|&pid| parent_pid(proc_root, pid).is_none_or(|pp| !holders.contains(&pp)))
-        .or_else(|| holders.first().copied())
 }
 
 pub fn identity(proc_root: &Path, pid: u32) -> ProcessIdentity {
@@ -200,10 +229,16 @@ mod tests {
             .into_iter()
             .find(|l| l.addr.port() == port)
             .unwrap();
-        let holders = socket_holders(Path::new("/proc"), &HashSet::from([l.inode]));
+        let table = ProcessTable::scan(Path::new("/proc"), &HashSet::from([l.inode]));
         let me = std::process::id();
-        assert_eq!(holders[&l.inode], vec![me]);
-        assert_eq!(top_holder(Path::new("/proc"), &[me]), Some(me));
+        assert_eq!(table.holders[&l.inode], vec![me]);
+        assert_eq!(table.top_holder(&[me]), Some(me));
+        assert!(
+            table
+                .children_of(std::os::unix::process::parent_id())
+                .any(|pid| pid == me),
+            "parents read in the same pass"
+        );
         let id = identity(Path::new("/proc"), me);
         assert!(!id.comm.is_empty() && !id.cmdline.is_empty());
     }

@@ -59,18 +59,6 @@ impl ProcSampler {
     }
 }
 
-/// Children of `parent` (by PPid), from one pass over /proc.
-pub fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(all) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    all.filter_map(Result::ok)
-        .filter_map(|p| p.stat().ok())
-        .filter(|s| s.ppid as u32 == parent)
-        .map(|s| s.pid as u32)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

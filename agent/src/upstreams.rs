@@ -13,8 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     listeners::{tcp_listeners, Listener},
-    owners::{identity, socket_holders, top_holder, ProcessIdentity},
-    procs::children_of,
+    owners::{identity, ProcessIdentity, ProcessTable},
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,18 +148,14 @@ impl UpstreamTracker {
             .collect();
         let proc_root = Path::new("/proc");
         let inodes: HashSet<u64> = mine.iter().map(|l| l.inode).collect();
-        let holders = if inodes.is_empty() {
-            HashMap::new()
-        } else {
-            socket_holders(proc_root, &inodes)
-        };
+        // One pass over /proc for every listener: holders, owners and their workers.
+        let table = ProcessTable::scan(proc_root, &inodes);
         let mut changes = Vec::new();
         for (&port, state) in self.states.iter_mut() {
             let current = mine.iter().find(|l| l.addr.port() == port);
             match (current, state.listener.take()) {
                 (Some(l), previous) => {
-                    let pids = holders.get(&l.inode).cloned().unwrap_or_default();
-                    let next = listener_state(proc_root, l, &pids, previous.as_ref(), now);
+                    let next = listener_state(proc_root, &table, l, previous.as_ref(), now);
                     if previous.is_none() {
                         changes.push(UpstreamChange::ListenerUp {
                             port,
@@ -209,20 +204,21 @@ impl UpstreamTracker {
 
 fn listener_state(
     proc_root: &Path,
+    table: &ProcessTable,
     l: &Listener,
-    holders: &[u32],
     previous: Option<&ListenerState>,
     now: i128,
 ) -> ListenerState {
+    let holders = table.holders.get(&l.inode).map_or(&[][..], Vec::as_slice);
     // Owners rarely change while listening: reuse what we know unless the holders moved.
-    let owner_pid = top_holder(proc_root, holders);
+    let owner_pid = table.top_holder(holders);
     let owner = match previous {
         Some(p) if p.owner.as_ref().map(|o| o.pid) == owner_pid => p.owner.clone(),
         _ => owner_pid.map(|pid| identity(proc_root, pid)),
     };
     let mut workers: Vec<u32> = holders.to_vec();
     if let Some(pid) = owner_pid {
-        workers.extend(children_of(pid));
+        workers.extend(table.children_of(pid));
     }
     workers.sort_unstable();
     workers.dedup();
