@@ -80,18 +80,6 @@ pub struct AccessSummary {
     pub request_time: Option<f64>,
 }
 
-pub fn upstream_error_name(e: &UpstreamError) -> &'static str {
-    match e {
-        UpstreamError::Refused => "refused",
-        UpstreamError::TimedOut => "timeout",
-        UpstreamError::Reset => "reset",
-        UpstreamError::Unreachable => "unreachable",
-        UpstreamError::NoLiveUpstreams => "no_live_upstreams",
-        UpstreamError::PrematureClose => "premature_close",
-        UpstreamError::Other { .. } => "error",
-    }
-}
-
 fn read_config(instance: &NginxInstance) -> Option<NginxConfig> {
     let dump = dump_config(instance)
         .map_err(|e| warn!("cannot read nginx's configuration: {e}"))
@@ -270,7 +258,7 @@ impl LogTally {
         let (line, parsed) = match event {
             LogEvent::Error { line, record } => {
                 if let Some(r) = record {
-                    self.add_error((**r).clone());
+                    self.add_error(r);
                 }
                 (line, record.is_some())
             }
@@ -286,14 +274,15 @@ impl LogTally {
         self.unparsed_lines += u64::from(!parsed);
     }
 
-    fn add_error(&mut self, record: ErrorLogRecord) {
-        let Some(kind) = record.upstream_error.as_ref().map(upstream_error_name) else {
+    /// Only upstream errors are kept, and only they are copied.
+    fn add_error(&mut self, record: &ErrorLogRecord) {
+        let Some(kind) = record.upstream_error.as_ref().map(UpstreamError::label) else {
             return;
         };
         *self.upstream_errors.entry(kind).or_default() += 1;
         if self.recent_upstream_errors.len() == RECENT_ERRORS {
             self.recent_upstream_errors.pop_front();
         }
-        self.recent_upstream_errors.push_back(record);
+        self.recent_upstream_errors.push_back(record.clone());
     }
 }

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use vigil_wire as wire;
 
 use crate::{
-    nginx_view::{upstream_error_name, LogEvent},
+    nginx::UpstreamError,
+    nginx_view::LogEvent,
     owners::ProcessIdentity,
     tracker::ConnectionRecord,
     upstreams::{ProcessExitInfo, UpstreamState},
@@ -168,12 +169,12 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
             };
             if let Some(rec) = record {
                 r.unix_ns = rec.timestamp * 1_000_000_000;
-                r.level = format!("{:?}", rec.level).to_lowercase();
+                r.level = rec.level.as_str().to_owned();
                 r.errno = rec.errno.unwrap_or(0);
                 r.upstream_error = rec
                     .upstream_error
                     .as_ref()
-                    .map(upstream_error_name)
+                    .map(UpstreamError::label)
                     .unwrap_or("")
                     .to_owned();
                 r.upstream = rec.upstream.unwrap_or_default();

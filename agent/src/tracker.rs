@@ -83,17 +83,25 @@ pub struct ConnectionRecord {
 /// retries exhausted). sk_err 0 means the application closed the socket while SYNs were
 /// unanswered: nginx abandoning at `proxy_connect_timeout`, i.e. a timeout.
 pub fn failed_connect_outcome(sk_err: i32, flags: u32) -> ConnectOutcome {
+    match errno_outcome(sk_err) {
+        Some(outcome) => outcome,
+        // Unknown sk_err offset: an RST answering a SYN is a refusal.
+        None if flags & conn_flags::RESET_RECEIVED != 0 => ConnectOutcome::Refused,
+        None if sk_err == 0 || sk_err == -1 => ConnectOutcome::Timeout,
+        None => ConnectOutcome::Error,
+    }
+}
+
+/// The cause an errno names, for the probes' `sk_err` and nginx's `(111: ...)` alike.
+pub fn errno_outcome(errno: i32) -> Option<ConnectOutcome> {
     use libc::{ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT};
-    match sk_err {
+    Some(match errno {
         ECONNREFUSED => ConnectOutcome::Refused,
         ETIMEDOUT => ConnectOutcome::Timeout,
         ENETUNREACH | EHOSTUNREACH | EHOSTDOWN => ConnectOutcome::Unreachable,
         ECONNRESET => ConnectOutcome::Reset,
-        // Unknown sk_err offset: an RST answering a SYN is a refusal.
-        _ if flags & conn_flags::RESET_RECEIVED != 0 => ConnectOutcome::Refused,
-        0 | -1 => ConnectOutcome::Timeout,
-        _ => ConnectOutcome::Error,
-    }
+        _ => return None,
+    })
 }
 
 fn millis(from_ns: u64, to_ns: u64) -> f64 {

@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use crate::tracker::{errno_outcome, ConnectOutcome};
+
 /// Length of `2026/11/25 10:13:58`.
 const TIME_LEN: usize = 19;
 
@@ -25,18 +27,27 @@ pub enum ErrorLevel {
 }
 
 impl ErrorLevel {
+    const ALL: [(Self, &'static str); 8] = [
+        (Self::Debug, "debug"),
+        (Self::Info, "info"),
+        (Self::Notice, "notice"),
+        (Self::Warn, "warn"),
+        (Self::Error, "error"),
+        (Self::Crit, "crit"),
+        (Self::Alert, "alert"),
+        (Self::Emerg, "emerg"),
+    ];
+
     fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "debug" => Self::Debug,
-            "info" => Self::Info,
-            "notice" => Self::Notice,
-            "warn" => Self::Warn,
-            "error" => Self::Error,
-            "crit" => Self::Crit,
-            "alert" => Self::Alert,
-            "emerg" => Self::Emerg,
-            _ => return None,
-        })
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(l, _)| *l)
+    }
+
+    /// nginx's own name for the level (`warn`, `error`, ...).
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(l, _)| *l == self)
+            .map_or("error", |(_, n)| n)
     }
 }
 
@@ -47,6 +58,7 @@ pub enum UpstreamError {
     /// ECONNREFUSED (111): nothing listening on the upstream port.
     Refused,
     /// ETIMEDOUT (110): connect/send/read timeout; see the record's `phase`.
+    #[serde(rename = "timeout")]
     TimedOut,
     /// ECONNRESET (104).
     Reset,
@@ -56,9 +68,8 @@ pub enum UpstreamError {
     NoLiveUpstreams,
     /// Upstream closed the connection before sending a complete response.
     PrematureClose,
-    Other {
-        errno: Option<i32>,
-    },
+    #[serde(rename = "error")]
+    Other { errno: Option<i32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,13 +177,29 @@ fn classify(
     if message.starts_with("upstream prematurely closed connection") {
         return Some(UpstreamError::PrematureClose);
     }
-    Some(match errno {
-        Some(111) => UpstreamError::Refused,
-        Some(110) => UpstreamError::TimedOut,
-        Some(104) => UpstreamError::Reset,
-        Some(113 | 101) => UpstreamError::Unreachable,
-        errno => UpstreamError::Other { errno },
+    // The same errno → cause mapping the probes use for a failed connect.
+    Some(match errno.and_then(errno_outcome) {
+        Some(ConnectOutcome::Refused) => UpstreamError::Refused,
+        Some(ConnectOutcome::Timeout) => UpstreamError::TimedOut,
+        Some(ConnectOutcome::Reset) => UpstreamError::Reset,
+        Some(ConnectOutcome::Unreachable) => UpstreamError::Unreachable,
+        _ => UpstreamError::Other { errno },
     })
+}
+
+impl UpstreamError {
+    /// The `upstream_error` label, the same as the `kind` this serializes with.
+    pub fn label(&self) -> &'static str {
+        match self {
+            UpstreamError::Refused => "refused",
+            UpstreamError::TimedOut => "timeout",
+            UpstreamError::Reset => "reset",
+            UpstreamError::Unreachable => "unreachable",
+            UpstreamError::NoLiveUpstreams => "no_live_upstreams",
+            UpstreamError::PrematureClose => "premature_close",
+            UpstreamError::Other { .. } => "error",
+        }
+    }
 }
 
 /// nginx appends ` (NUM: strerror)` right after the message text.
