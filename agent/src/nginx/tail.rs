@@ -59,6 +59,8 @@ pub struct LogTail {
     skipping: bool,
     /// Lines read during a poll that then failed; returned by the next poll.
     pending: Vec<TailLine>,
+    /// The read buffer, kept between polls (10 per second per log).
+    buf: Vec<u8>,
 }
 
 impl LogTail {
@@ -73,6 +75,7 @@ impl LogTail {
             partial: Vec::new(),
             skipping: false,
             pending: Vec::new(),
+            buf: Vec::new(),
         };
         // Open now so that "at end" means the end as of construction.
         if let Err(err) = tail.try_open() {
@@ -171,13 +174,21 @@ impl LogTail {
 
     /// Reads what is available; `Ok(true)` when the end of file was reached.
     fn read_available(&mut self, lines: &mut Vec<TailLine>) -> Result<bool, TailError> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        // Taken out while reading so `push_bytes` can borrow `self`.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(READ_CHUNK, 0);
+        let result = self.read_into(&mut buf, lines);
+        self.buf = buf;
+        result
+    }
+
+    fn read_into(&mut self, buf: &mut [u8], lines: &mut Vec<TailLine>) -> Result<bool, TailError> {
         let mut budget = MAX_BYTES_PER_POLL;
         while budget > 0 {
             let Some(open) = self.open.as_mut() else {
                 return Ok(true);
             };
-            let n = match open.file.read(&mut buf) {
+            let n = match open.file.read(buf) {
                 Ok(0) => return Ok(true),
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
