@@ -19,7 +19,7 @@ use vigil_agent_ebpf::{
 use crate::{
     maps::{count, now_ns, port_watched, CONNECTION_EVENTS},
     read::{kernel_field, record},
-    sockets::{forget, track, tracked},
+    sockets::{track, tracked},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -143,11 +143,10 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         return;
     }
     // The hot path for other connecting sockets: one lookup.
-    let Some(conn) = tracked(skaddr) else {
+    let Some(socket) = tracked(skaddr) else {
         return;
     };
-    // SAFETY: pointer into the map value, valid for this program run.
-    let conn = unsafe { &mut *conn };
+    let conn = &mut *socket.conn;
     match (old, new) {
         (tcp_state::SYN_SENT, tcp_state::ESTABLISHED) => {
             conn.established_ns = now_ns();
@@ -161,7 +160,7 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         }
         (_, tcp_state::CLOSE) => {
             unsafe { emit_closed(&src, conn, skaddr, old) };
-            forget(skaddr);
+            socket.forget();
         }
         _ => {}
     }
@@ -227,9 +226,8 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)
-    if let Some(conn) = tracked(ctx.arg(0)) {
-        // SAFETY: pointer into the map value.
-        let conn = unsafe { &mut *conn };
+    if let Some(socket) = tracked(ctx.arg(0)) {
+        let conn = socket.conn;
         // A tracked socket is SYN_SENT until it is established: then this is a SYN.
         if conn.flags & conn_flags::ESTABLISHED == 0 {
             conn.syn_retransmits = conn.syn_retransmits.saturating_add(1);
@@ -256,8 +254,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn mark(skaddr: u64, flag: u32) {
-    if let Some(conn) = tracked(skaddr) {
-        // SAFETY: pointer into the map value.
-        unsafe { (*conn).flags |= flag };
+    if let Some(socket) = tracked(skaddr) {
+        socket.conn.flags |= flag;
     }
 }

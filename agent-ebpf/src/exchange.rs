@@ -19,9 +19,8 @@ use crate::{
 pub fn tcp_sendmsg_locked(ctx: RawTracePointContext) -> i32 {
     // TP_PROTO(const struct sock *sk, ...): args[0] is the socket.
     let skaddr: u64 = ctx.arg(0);
-    if let Some(conn) = tracked(skaddr) {
-        // SAFETY: pointer into the map value.
-        let conn = unsafe { &mut *conn };
+    if let Some(socket) = tracked(skaddr) {
+        let conn = socket.conn;
         if conn.first_send_ns == 0 {
             conn.first_send_ns = now_ns();
         }
@@ -35,11 +34,10 @@ pub fn tcp_probe_raw(ctx: RawTracePointContext) -> i32 {
     // tcp_rcv_established: every segment of an established socket, but never a handshake or
     // a listener's wakeup, so connect() itself pays nothing here.
     let skaddr: u64 = ctx.arg(0);
-    let Some(conn) = tracked(skaddr) else {
+    let Some(socket) = tracked(skaddr) else {
         return 0;
     };
-    // SAFETY: pointer into the map value.
-    let conn = unsafe { &mut *conn };
+    let conn = socket.conn;
     if conn.first_byte_ns == 0 && unsafe { segment_carries_data(ctx.arg(1)) } {
         conn.first_byte_ns = now_ns();
     }
@@ -67,11 +65,10 @@ unsafe fn segment_carries_data(skb: u64) -> bool {
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file.
     let skaddr: u64 = unsafe { record(&ctx, tp::SKADDR) };
-    let Some(conn) = tracked(skaddr) else {
+    let Some(socket) = tracked(skaddr) else {
         return 0;
     };
-    // SAFETY: pointer into the map value.
-    let conn = unsafe { &mut *conn };
+    let conn = socket.conn;
     if conn.first_byte_ns == 0 && unsafe { record::<u16>(&ctx, tp::DATA_LEN) } > 0 {
         conn.first_byte_ns = now_ns();
     }

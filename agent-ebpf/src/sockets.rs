@@ -38,17 +38,36 @@ unsafe fn conn_at(set: *mut SocketSet, way: usize) -> *mut Connection {
     unsafe { (&raw mut (*set).conn).cast::<Connection>().add(way) }
 }
 
+/// A tracked socket's way in the table, found once per program run.
+pub struct TrackedSocket {
+    sk: u64,
+    tag: *mut u64,
+    /// Valid for this program run: map values are not freed while a program runs.
+    pub conn: &'static mut Connection,
+}
+
+impl TrackedSocket {
+    /// Stops tracking (the socket reached CLOSE): frees its way, unless a full set already
+    /// gave it to another socket.
+    #[inline(always)]
+    pub fn forget(self) {
+        claim(self.tag, self.sk, 0);
+    }
+}
+
 /// The state of a tracked socket; `None` for every other socket.
 #[inline(always)]
-pub fn tracked(sk: u64) -> Option<*mut Connection> {
+pub fn tracked(sk: u64) -> Option<TrackedSocket> {
     if sk == 0 {
         return None;
     }
     let set = set_of(sk)?;
     for way in 0..SOCKET_WAYS {
-        // SAFETY: way in range.
-        if unsafe { read_volatile(tag(set, way)) } == sk {
-            return Some(unsafe { conn_at(set, way) });
+        // SAFETY: way in range; the value lives in the map for the whole program run.
+        let tag = unsafe { tag(set, way) };
+        if unsafe { read_volatile(tag) } == sk {
+            let conn = unsafe { &mut *conn_at(set, way) };
+            return Some(TrackedSocket { sk, tag, conn });
         }
     }
     None
@@ -79,20 +98,6 @@ pub fn track(sk: u64, conn: Connection) {
     if claim(tag, unsafe { read_volatile(tag) }, sk) {
         // SAFETY: this way is ours now.
         unsafe { *conn_at(set, way) = conn };
-    }
-}
-
-/// Stops tracking `sk` (it reached CLOSE).
-#[inline(always)]
-pub fn forget(sk: u64) {
-    let Some(set) = set_of(sk) else {
-        return;
-    };
-    for way in 0..SOCKET_WAYS {
-        // SAFETY: way in range.
-        if claim(unsafe { tag(set, way) }, sk, 0) {
-            return;
-        }
     }
 }
 
