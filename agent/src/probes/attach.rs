@@ -1,6 +1,9 @@
 //! Attaching: struct offsets from BTF into `SETTINGS`, then for each capability the first
 //! program that attaches; a classic tracepoint only if its record layout is the expected one.
-use std::{collections::BTreeSet, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
 use aya::{
     maps::Array,
@@ -33,25 +36,37 @@ pub(super) fn write_offsets(
     let mut settings: Array<_, u64> =
         Array::try_from(map).map_err(|e| ProbeError::Map("SETTINGS", e))?;
     let mut known = BTreeSet::new();
+    // A capability is there when all its members are: one report per capability.
+    let mut missing: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for &(index, capability, path) in OFFSETS {
         let offset = btf.as_ref().and_then(|b| {
             path.iter()
                 .map(|(s, m)| b.member_offset(s, m))
                 .sum::<Option<u64>>()
         });
+        let absent = missing.entry(capability).or_default();
         match offset {
             Some(offset) => {
                 // Stored as offset + 1: 0 means unknown to the probes.
                 settings
                     .set(index, offset + 1, 0)
                     .map_err(|e| ProbeError::Map("SETTINGS", e))?;
-                caps.available.insert(capability);
                 known.insert(index);
             }
             None => {
                 let (s, m) = path[path.len() - 1];
-                caps.lost(capability, format!("struct {s}.{m} not found in BTF"));
+                absent.push(format!("{s}.{m}"));
             }
+        }
+    }
+    for (capability, members) in missing {
+        if members.is_empty() {
+            caps.available.insert(capability);
+        } else {
+            caps.lost(
+                capability,
+                format!("struct members not found in BTF: {}", members.join(", ")),
+            );
         }
     }
     Ok(known)
