@@ -26,6 +26,8 @@ pub struct Outbox {
 /// A sealed batch: its sequence and encoded body.
 pub struct Sealed {
     pub sequence: u64,
+    /// How many records it holds.
+    pub records: u64,
     pub body: Vec<u8>,
 }
 
@@ -70,6 +72,7 @@ impl Outbox {
         self.opened = Instant::now();
         Some(Sealed {
             sequence: batch.sequence,
+            records: batch.len() as u64,
             body: batch.encode_compressed(),
         })
     }

@@ -106,6 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(sealed) = outbox.seal_if_due(stopping) {
             shipper.enqueue(Spooled {
                 id: format!("{started_ms:013}-{:010}", sealed.sequence),
+                records: sealed.records,
                 body: sealed.body,
             });
         }

@@ -73,7 +73,7 @@ impl Shipper {
     /// (spooled bytes, batches dropped by the bound).
     pub fn spool_state(&self) -> (u64, u64) {
         let spool = self.shared.spool.lock().expect("spool lock");
-        (spool.bytes(), spool.dropped_batches)
+        (spool.bytes(), spool.dropped.batches)
     }
 
     /// Try to deliver what is queued for up to `grace`, then keep the rest on disk.

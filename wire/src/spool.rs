@@ -22,7 +22,26 @@ pub enum SpoolError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spooled {
     pub id: String,
+    /// What the batch holds (records, lines), so that a drop is counted in them too. Kept
+    /// in the file name on disk: `{id}.{records}.batch`.
+    pub records: u64,
     pub body: Vec<u8>,
+}
+
+/// What the bound dropped: by one call, or in total since the spool was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl Dropped {
+    fn add(&mut self, records: u64, bytes: u64) {
+        self.batches += 1;
+        self.records += records;
+        self.bytes += bytes;
+    }
 }
 
 pub struct Spool {
@@ -30,12 +49,12 @@ pub struct Spool {
     memory_bytes: usize,
     memory_limit: usize,
     dir: Option<PathBuf>,
-    /// File names on disk, oldest first (names sort by creation order).
-    disk: VecDeque<PathBuf>,
+    /// Files on disk with their sizes, oldest first (names sort by creation order).
+    disk: VecDeque<(PathBuf, u64)>,
     disk_bytes: u64,
     disk_limit: u64,
-    pub dropped_batches: u64,
-    pub dropped_bytes: u64,
+    /// Everything the bound dropped since the spool was opened.
+    pub dropped: Dropped,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -46,7 +65,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 }
 
 impl Spool {
-    /// `dir` = None keeps everything in memory (tests, or no writable state directory).
+    /// `dir` = None keeps everything in memory (tests, or no writable state directory);
+    /// `memory_limit` = 0 sends every batch straight to disk.
     pub fn open(
         dir: Option<PathBuf>,
         memory_limit: usize,
@@ -60,8 +80,7 @@ impl Spool {
             disk: VecDeque::new(),
             disk_bytes: 0,
             disk_limit,
-            dropped_batches: 0,
-            dropped_bytes: 0,
+            dropped: Dropped::default(),
         };
         if let Some(dir) = spool.dir.clone() {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -73,7 +92,7 @@ impl Spool {
                 .collect();
             files.sort();
             spool.disk_bytes = files.iter().map(|(_, n)| n).sum();
-            spool.disk = files.into_iter().map(|(p, _)| p).collect();
+            spool.disk = files.into();
         }
         Ok(spool)
     }
@@ -90,13 +109,16 @@ impl Spool {
         self.memory_bytes as u64 + self.disk_bytes
     }
 
-    /// Queue a batch; spills the oldest memory batches to disk past the memory limit, and
-    /// drops the oldest batches past the disk limit. Returns the ids of dropped batches.
-    pub fn push(&mut self, batch: Spooled) -> Vec<String> {
-        let mut dropped = Vec::new();
+    /// Queue a batch; spills the oldest memory batches to disk past the memory limit (the
+    /// newest stays, unless there is no memory tier), and drops the oldest batches past the
+    /// disk limit. Returns what this call dropped.
+    pub fn push(&mut self, batch: Spooled) -> Dropped {
+        let mut dropped = Dropped::default();
         self.memory_bytes += batch.body.len();
         self.memory.push_back(batch);
-        while self.memory_bytes > self.memory_limit && self.memory.len() > 1 {
+        while self.memory_bytes > self.memory_limit
+            && (self.memory.len() > 1 || self.memory_limit == 0)
+        {
             let oldest = self.memory.pop_front().expect("non-empty");
             self.memory_bytes -= oldest.body.len();
             self.spill(oldest, &mut dropped);
@@ -104,55 +126,51 @@ impl Spool {
         dropped
     }
 
-    fn spill(&mut self, batch: Spooled, dropped: &mut Vec<String>) {
+    fn spill(&mut self, batch: Spooled, dropped: &mut Dropped) {
+        let size = batch.body.len() as u64;
         let Some(dir) = self.dir.clone() else {
-            return self.drop_batch(batch.id, batch.body.len() as u64, dropped);
+            return self.drop_batch(batch.records, size, dropped);
         };
-        while self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
-            let Some(oldest) = self.disk.pop_front() else {
+        while self.disk_bytes + size > self.disk_limit {
+            let Some((oldest, oldest_size)) = self.disk.pop_front() else {
                 break;
             };
-            let size = fs::metadata(&oldest).map(|m| m.len()).unwrap_or(0);
             let _ = fs::remove_file(&oldest);
-            self.disk_bytes -= size;
-            self.drop_batch(file_id(&oldest), size, dropped);
+            self.disk_bytes -= oldest_size;
+            self.drop_batch(parse_name(&oldest).1, oldest_size, dropped);
         }
-        if self.disk_bytes + batch.body.len() as u64 > self.disk_limit {
-            return self.drop_batch(batch.id, batch.body.len() as u64, dropped);
+        if self.disk_bytes + size > self.disk_limit {
+            return self.drop_batch(batch.records, size, dropped);
         }
-        let path = dir.join(format!("{}.batch", batch.id));
+        let path = dir.join(format!("{}.{}.batch", batch.id, batch.records));
         match fs::write(&path, &batch.body) {
             Ok(()) => {
-                self.disk_bytes += batch.body.len() as u64;
-                self.disk.push_back(path);
+                self.disk_bytes += size;
+                self.disk.push_back((path, size));
             }
             Err(e) => {
                 warn!("cannot spool to {}: {e}; batch dropped", path.display());
-                self.drop_batch(batch.id, batch.body.len() as u64, dropped);
+                self.drop_batch(batch.records, size, dropped);
             }
         }
     }
 
-    fn drop_batch(&mut self, id: String, bytes: u64, dropped: &mut Vec<String>) {
-        self.dropped_batches += 1;
-        self.dropped_bytes += bytes;
-        dropped.push(id);
+    fn drop_batch(&mut self, records: u64, bytes: u64, dropped: &mut Dropped) {
+        self.dropped.add(records, bytes);
+        dropped.add(records, bytes);
     }
 
     /// The oldest batch (disk before memory), without removing it.
     pub fn front(&mut self) -> Option<Spooled> {
-        while let Some(path) = self.disk.front() {
+        while let Some((path, _)) = self.disk.front() {
             match fs::read(path) {
                 Ok(body) => {
-                    return Some(Spooled {
-                        id: file_id(path),
-                        body,
-                    })
+                    let (id, records) = parse_name(path);
+                    return Some(Spooled { id, records, body });
                 }
                 Err(e) => {
                     warn!("unreadable spool file {}: {e}; skipped", path.display());
-                    let path = self.disk.pop_front().expect("front exists");
-                    let _ = fs::remove_file(path);
+                    self.pop();
                 }
             }
         }
@@ -161,8 +179,7 @@ impl Spool {
 
     /// Remove the batch `front` returned, once it was delivered (or refused for good).
     pub fn pop(&mut self) {
-        if let Some(path) = self.disk.pop_front() {
-            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Some((path, size)) = self.disk.pop_front() {
             let _ = fs::remove_file(&path);
             self.disk_bytes = self.disk_bytes.saturating_sub(size);
         } else if let Some(b) = self.memory.pop_front() {
@@ -171,8 +188,8 @@ impl Spool {
     }
 
     /// At shutdown: everything still in memory goes to disk, so a restart resends it.
-    pub fn persist(&mut self) -> Vec<String> {
-        let mut dropped = Vec::new();
+    pub fn persist(&mut self) -> Dropped {
+        let mut dropped = Dropped::default();
         while let Some(batch) = self.memory.pop_front() {
             self.memory_bytes -= batch.body.len();
             self.spill(batch, &mut dropped);
@@ -181,10 +198,19 @@ impl Spool {
     }
 }
 
-fn file_id(path: &Path) -> String {
-    path.file_stem()
+/// `{id}.{records}.batch` → (id, records); a name without the count reads as 0 records.
+fn parse_name(path: &Path) -> (String, u64) {
+    let stem = path
+        .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    match stem.rsplit_once('.') {
+        Some((id, records)) => match records.parse() {
+            Ok(records) => (id.to_owned(), records),
+            Err(_) => (stem, 0),
+        },
+        None => (stem, 0),
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +241,7 @@ mod tests {
     fn batch(id: u32, size: usize) -> Spooled {
         Spooled {
             id: format!("{id:010}"),
+            records: u64::from(id),
             body: vec![id as u8; size],
         }
     }
@@ -233,19 +260,29 @@ mod tests {
             s.pop();
         }
         assert!(s.is_empty());
-        assert_eq!(s.dropped_batches, 0);
+        assert_eq!(s.dropped.batches, 0);
     }
 
     #[test]
     fn the_bound_drops_the_oldest_and_counts_it() {
         let dir = TempDir::new("spool-bound");
         let mut s = Spool::open(Some(dir.path().to_owned()), 100, 250).unwrap();
+        let mut by_calls = Dropped::default();
         for id in 1..=6 {
-            let _ = s.push(batch(id, 100));
+            let d = s.push(batch(id, 100));
+            by_calls.batches += d.batches;
+            by_calls.records += d.records;
+            by_calls.bytes += d.bytes;
         }
         // 1 in memory (6), 2 on disk (4, 5); 1, 2, 3 dropped.
-        assert_eq!(s.dropped_batches, 3);
-        assert_eq!(s.dropped_bytes, 300);
+        assert_eq!(s.dropped.batches, 3);
+        assert_eq!(s.dropped.bytes, 300);
+        assert_eq!(
+            s.dropped.records,
+            1 + 2 + 3,
+            "records counted, read back from disk"
+        );
+        assert_eq!(by_calls, s.dropped);
         assert_eq!(s.front().unwrap().id, format!("{:010}", 4));
     }
 
@@ -268,6 +305,20 @@ mod tests {
         let _ = s.push(batch(1, 80));
         let _ = s.push(batch(2, 80));
         assert_eq!(s.len(), 1);
-        assert_eq!(s.dropped_batches, 1);
+        assert_eq!(s.dropped.batches, 1);
+    }
+
+    #[test]
+    fn without_a_memory_tier_every_batch_is_on_disk() {
+        let dir = TempDir::new("spool-disk-only");
+        let mut s = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
+        let _ = s.push(batch(7, 10));
+        drop(s);
+        let mut again = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
+        assert_eq!(
+            again.front(),
+            Some(batch(7, 10)),
+            "survives without persist()"
+        );
     }
 }

@@ -122,19 +122,18 @@ impl LokiSink {
 
     fn spill(&self, chunk: Vec<LogEntry>) {
         let mut spool = self.queue.spool.lock().expect("loki spool lock");
-        // The id carries the line count, so what the bound drops is counted exactly.
-        let id = format!("{:030}-{}", crate::loki::next_spool_id(), chunk.len());
-        for dropped in spool.push(Spooled {
-            id,
+        let dropped = spool.push(Spooled {
+            id: format!("{:030}", crate::loki::next_spool_id()),
+            records: chunk.len() as u64,
             body: encode_push(&chunk, true),
-        }) {
-            let lines: u64 = dropped
-                .rsplit('-')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            warn!(lines, "Loki queue and spool full: oldest lines dropped");
-            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full").increment(lines);
+        });
+        if dropped.records > 0 {
+            warn!(
+                lines = dropped.records,
+                "Loki queue and spool full: oldest lines dropped"
+            );
+            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full")
+                .increment(dropped.records);
         }
         gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
     }
