@@ -135,11 +135,11 @@ pub async fn ingest(
         return (StatusCode::OK, "duplicate\n").into_response();
     }
     state.recorder.apply(&batch);
-    if let Some(loki) = &state.loki {
-        loki.enqueue(crate::loki::entries_from_batch(&batch));
-    }
     counter!("vigil_ingest_batches_total", "result" => "accepted").increment(1);
     counter!("vigil_ingest_records_total").increment(batch.len() as u64);
+    if let Some(loki) = &state.loki {
+        loki.enqueue(crate::loki::entries_from_batch(batch));
+    }
     (StatusCode::OK, "accepted\n").into_response()
 }
 

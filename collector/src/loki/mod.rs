@@ -8,6 +8,8 @@ pub mod encode;
 pub mod proto;
 pub mod sink;
 
+use std::fmt::Write;
+
 use vigil_wire::{Batch, ConnectResult};
 
 pub use encode::LogEntry;
@@ -28,10 +30,12 @@ pub fn next_spool_id() -> u128 {
 pub use sink::{LokiAuth, LokiConfig, LokiSink};
 
 /// The log lines a batch yields: failed or abnormal connections (healthy ones are in the
-/// metrics), and every nginx log line, parsed or not.
-pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
+/// metrics), and every nginx log line, parsed or not. Takes the batch: its strings move into
+/// the entries instead of being copied.
+pub fn entries_from_batch(batch: Batch) -> Vec<LogEntry> {
+    let node = batch.node;
     let mut out = Vec::new();
-    for c in &batch.connections {
+    for c in batch.connections {
         let ok = c.result() == ConnectResult::Ok;
         if ok && !c.silent_close && !c.reset {
             continue;
@@ -42,7 +46,7 @@ pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
             c.src, c.dst, c.comm, c.pid, c.connect_us as f64 / 1000.0, c.syn_retransmits
         );
         if c.errno != 0 {
-            line += &format!(" errno={}", c.errno);
+            let _ = write!(line, " errno={}", c.errno);
         }
         if c.silent_close {
             line += " silent_close=true";
@@ -52,42 +56,45 @@ pub fn entries_from_batch(batch: &Batch) -> Vec<LogEntry> {
         }
         out.push(LogEntry {
             unix_ns: c.unix_ns,
-            node: batch.node.clone(),
+            node: node.clone(),
             source: "ebpf",
             level: if ok { "warn" } else { "error" },
             line,
-            metadata: vec![("upstream", c.dst.clone()), ("result", result.to_owned())],
+            metadata: vec![("upstream", c.dst), ("result", result.to_owned())],
         });
     }
-    for e in &batch.nginx_errors {
+    for e in batch.nginx_errors {
         let mut metadata = vec![
-            ("upstream", e.upstream.clone()),
-            ("upstream_error", e.upstream_error.clone()),
+            ("upstream", e.upstream),
+            ("upstream_error", e.upstream_error),
         ];
         if e.errno != 0 {
             metadata.push(("errno", e.errno.to_string()));
         }
+        let flags = (e.parsed, e.truncated);
+        let level = level(&e.level);
         out.push(nginx_entry(
-            &batch.node,
+            &node,
             "nginx_error",
-            level(&e.level),
-            &e.line,
-            (e.parsed, e.truncated),
+            level,
+            e.line,
+            flags,
             metadata,
             e.unix_ns,
         ));
     }
-    for a in &batch.nginx_access {
-        let mut metadata = vec![("upstream", a.upstream_addr.clone())];
+    for a in batch.nginx_access {
+        let mut metadata = vec![("upstream", a.upstream_addr)];
         if a.parsed {
             metadata.push(("status", a.status.to_string()));
         }
+        let flags = (a.parsed, a.truncated);
         out.push(nginx_entry(
-            &batch.node,
+            &node,
             "nginx_access",
             "info",
-            &a.line,
-            (a.parsed, a.truncated),
+            a.line,
+            flags,
             metadata,
             a.unix_ns,
         ));
@@ -100,7 +107,7 @@ fn nginx_entry(
     node: &str,
     source: &'static str,
     level: &'static str,
-    line: &str,
+    line: String,
     (parsed, truncated): (bool, bool),
     mut metadata: Vec<(&'static str, String)>,
     unix_ns: i64,
@@ -116,7 +123,7 @@ fn nginx_entry(
         node: node.to_owned(),
         source,
         level,
-        line: line.to_owned(),
+        line,
         metadata,
     }
 }
