@@ -119,16 +119,21 @@ fn parse_messages(
     Ok(false)
 }
 
+/// An address as the kernel hands it over: IPv4 in the first 4 of 16 bytes.
+pub fn ip_from(v4: bool, bytes: [u8; 16]) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(bytes))
+    }
+}
+
 fn parse_diag_msg(body: &[u8], family: u8) -> Listener {
     let u32_at = |at: usize| u32::from_ne_bytes(body[at..at + 4].try_into().unwrap());
     // sockid starts at 4: sport (be16), dport (be16), src[16], dst[16], if, cookie[2].
     let port = u16::from_be_bytes([body[4], body[5]]);
     let src: [u8; 16] = body[8..24].try_into().unwrap();
-    let ip = if family == libc::AF_INET as u8 {
-        IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(src))
-    };
+    let ip = ip_from(family == libc::AF_INET as u8, src);
     Listener {
         addr: SocketAddr::new(ip, port),
         accept_queue: u32_at(56),

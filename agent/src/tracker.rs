@@ -1,11 +1,11 @@
 //! Turns what the probes recorded about one socket into a `ConnectionRecord`: the connect
 //! outcome and its cause, connect time, time to first response byte and silent closes.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 use vigil_agent_ebpf::{conn_flags, tcp_state, ConnectionClosed};
 
-use crate::clock::MonotonicClock;
+use crate::{clock::MonotonicClock, listeners::ip_from};
 
 /// How a connect to an upstream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -109,12 +109,7 @@ fn millis(from_ns: u64, to_ns: u64) -> f64 {
 }
 
 fn addr(family: u16, bytes: [u8; 16], port: u16) -> SocketAddr {
-    let ip = if family == libc::AF_INET as u16 {
-        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(bytes))
-    };
-    SocketAddr::new(ip, port)
+    SocketAddr::new(ip_from(family == libc::AF_INET as u16, bytes), port)
 }
 
 pub fn comm_str(comm: &[u8; 16]) -> String {
