@@ -288,13 +288,16 @@ impl Agent {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child.stderr.take().expect("piped");
-        for line in BufReader::new(stderr).lines() {
-            if line?.contains("ready") {
+        let ready = format!("vigil-agent {}: ready", args[0]);
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+        for line in stderr.by_ref() {
+            if line? == ready {
+                // Keep draining: a full pipe would block the agent on its next log line.
+                std::thread::spawn(move || stderr.for_each(drop));
                 return Ok(Agent { child });
             }
         }
-        bail!("vigil-agent trace exited before it was ready")
+        bail!("vigil-agent {} exited before it was ready", args[0])
     }
 }
 
