@@ -8,7 +8,7 @@
 use super::config::COMBINED_FORMAT;
 use super::error_log::civil_to_unix;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use std::sync::Arc;
+use std::{ops::Range, sync::Arc};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
@@ -20,11 +20,11 @@ pub enum FormatError {
     UnterminatedBrace,
 }
 
-/// A line that does not match the format; keeps it so it can be shipped raw.
+/// A line that does not match the format (borrowed: the tail ships the raw line anyway).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("access.log line does not match the log_format: {reason}")]
-pub struct AccessLogParseError {
-    pub line: String,
+pub struct AccessLogParseError<'a> {
+    pub line: &'a str,
     pub reason: &'static str,
 }
 
@@ -92,21 +92,21 @@ impl LogFormat {
     }
 
     /// Parses one line (a trailing newline is ignored).
-    pub fn parse(&self, line: &str) -> Result<AccessLogRecord, AccessLogParseError> {
+    pub fn parse<'a>(&self, line: &'a str) -> Result<AccessLogRecord, AccessLogParseError<'a>> {
         let text = line.trim_end_matches(['\n', '\r']);
         match self.match_values(text) {
-            Ok(values) => Ok(AccessLogRecord {
+            Ok(spans) => Ok(AccessLogRecord {
                 names: Arc::clone(&self.names),
-                values,
+                text: text.to_owned(),
+                spans,
             }),
-            Err(reason) => Err(AccessLogParseError {
-                line: line.to_string(),
-                reason,
-            }),
+            Err(reason) => Err(AccessLogParseError { line, reason }),
         }
     }
 
-    fn match_values(&self, mut rest: &str) -> Result<Vec<String>, &'static str> {
+    /// Where each variable's value lies in `line`: one allocation per line, not per value.
+    fn match_values(&self, line: &str) -> Result<Vec<Range<usize>>, &'static str> {
+        let mut rest = line;
         let mut values = Vec::with_capacity(self.names.len());
         let mut segments = self.segments.iter().peekable();
         while let Some(segment) = segments.next() {
@@ -123,7 +123,8 @@ impl LogFormat {
                         }
                         _ => rest.len(),
                     };
-                    values.push(rest[..end].to_string());
+                    let start = line.len() - rest.len();
+                    values.push(start..start + end);
                     rest = &rest[end..];
                 }
             }
@@ -161,21 +162,23 @@ fn find_unescaped(s: &str, literal: &str) -> Option<usize> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogRecord {
     names: Arc<[String]>,
-    values: Vec<String>,
+    text: String,
+    /// Each variable's value in `text`, in format order.
+    spans: Vec<Range<usize>>,
 }
 
 impl AccessLogRecord {
     /// Raw value of `$var` (without `$`), `None` if the format lacks it.
     pub fn get(&self, var: &str) -> Option<&str> {
         let index = self.names.iter().position(|n| n == var)?;
-        self.values.get(index).map(String::as_str)
+        self.spans.get(index).map(|span| &self.text[span.clone()])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.names
             .iter()
             .map(String::as_str)
-            .zip(self.values.iter().map(String::as_str))
+            .zip(self.spans.iter().map(|span| &self.text[span.clone()]))
     }
 
     /// A value with nginx's `-` meaning "none" mapped to `None`.
@@ -237,7 +240,7 @@ impl AccessLogRecord {
 
 impl Serialize for AccessLogRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        let mut map = serializer.serialize_map(Some(self.spans.len()))?;
         for (name, value) in self.iter() {
             map.serialize_entry(name, value)?;
         }

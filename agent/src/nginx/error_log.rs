@@ -99,21 +99,18 @@ pub struct ErrorLogRecord {
     pub upstream_error: Option<UpstreamError>,
 }
 
-/// A line that is not an nginx error.log line; keeps it so it can be shipped raw.
+/// A line that is not an nginx error.log line (borrowed: the tail ships the raw line anyway).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unrecognized nginx error.log line: {reason}")]
-pub struct ErrorLogParseError {
-    pub line: String,
+pub struct ErrorLogParseError<'a> {
+    pub line: &'a str,
     pub reason: &'static str,
 }
 
 /// Parses one error.log line (a trailing newline is ignored).
-pub fn parse_error_line(line: &str) -> Result<ErrorLogRecord, ErrorLogParseError> {
+pub fn parse_error_line(line: &str) -> Result<ErrorLogRecord, ErrorLogParseError<'_>> {
     let trimmed = line.trim_end_matches(['\n', '\r']);
-    parse_record(trimmed).map_err(|reason| ErrorLogParseError {
-        line: line.to_string(),
-        reason,
-    })
+    parse_record(trimmed).map_err(|reason| ErrorLogParseError { line, reason })
 }
 
 fn parse_record(line: &str) -> Result<ErrorLogRecord, &'static str> {
