@@ -78,13 +78,13 @@ impl Outbox {
     }
 }
 
-pub fn connection(r: &ConnectionRecord) -> wire::ConnectionOutcome {
+pub fn connection(r: ConnectionRecord) -> wire::ConnectionOutcome {
     let result = wire::ConnectResult::from(r.result);
     let us = |ms: f64| (ms * 1000.0).round() as u64;
     wire::ConnectionOutcome {
         unix_ns: r.unix_ns as i64,
         pid: r.pid,
-        comm: r.comm.clone(),
+        comm: r.comm,
         src: r.src.to_string(),
         dst: r.dst.to_string(),
         result: result as i32,

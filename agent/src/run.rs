@@ -88,7 +88,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let stopping = matches!(tick, Tick::Stop);
         let now_ns = unix_now_ns() as i64;
         let batch = outbox.batch();
-        let events = watcher.poll(|r| batch.connections.push(outbox::connection(&r)));
+        let events = watcher.poll(|r| batch.connections.push(outbox::connection(r)));
         for event in events {
             outbox::log_event(outbox.batch(), event, now_ns);
         }
