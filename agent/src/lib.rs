@@ -15,6 +15,7 @@ pub mod owners;
 pub mod poll;
 pub mod ports;
 pub mod probes;
+pub mod proc_files;
 pub mod procs;
 pub mod run;
 pub mod ship;

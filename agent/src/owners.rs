@@ -8,6 +8,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::proc_files;
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ProcessIdentity {
     pub pid: u32,
@@ -45,7 +47,7 @@ impl ProcessTable {
             else {
                 continue;
             };
-            if let Some(ppid) = parent_pid(&entry.path()) {
+            if let Some(ppid) = proc_files::parent_pid(&entry.path()) {
                 table.parents.insert(pid, ppid);
             }
             table.add_holder(pid, &entry.path(), inodes);
@@ -98,33 +100,10 @@ fn socket_inode(link: &str) -> Option<u64> {
         .ok()
 }
 
-/// PPid from /proc/PID/stat: the field after the state, past the `(comm)` that may hold
-/// spaces and parentheses.
-fn parent_pid(dir: &Path) -> Option<u32> {
-    let stat = fs::read_to_string(dir.join("stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 pub fn identity(proc_root: &Path, pid: u32) -> ProcessIdentity {
     let dir = proc_root.join(pid.to_string());
-    let comm = fs::read_to_string(dir.join("comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let cmdline = fs::read(dir.join("cmdline"))
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let comm = proc_files::comm(&dir).unwrap_or_default();
+    let cmdline = proc_files::cmdline(&dir).unwrap_or_default();
     let cgroup = fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
     let place = CgroupPlace::parse(&cgroup);
     ProcessIdentity {

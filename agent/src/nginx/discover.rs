@@ -9,6 +9,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
+use crate::proc_files;
+
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
 /// How long `nginx -T` may run; resolving upstream hostnames can be slow.
 pub const DEFAULT_DUMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,21 +103,11 @@ pub fn find_nginx(proc_root: &Path) -> Result<Vec<NginxInstance>, DiscoverError>
 /// `None` when the process is not nginx or vanished while we looked.
 fn read_nginx_process(proc_root: &Path, pid: u32) -> Option<NginxProcess> {
     let dir = proc_root.join(pid.to_string());
-    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-    if comm.trim_end() != "nginx" {
+    if proc_files::comm(&dir)? != "nginx" {
         return None;
     }
-    // The rewritten title is NUL-padded; real argv entries are NUL-separated.
-    let raw = std::fs::read(dir.join("cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&raw)
-        .replace('\0', " ")
-        .trim()
-        .to_string();
-    let status = std::fs::read_to_string(dir.join("status")).ok()?;
-    let ppid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok());
+    let cmdline = proc_files::cmdline(&dir)?;
+    let ppid = proc_files::parent_pid(&dir);
     Some(NginxProcess { pid, ppid, cmdline })
 }
 
@@ -321,8 +313,8 @@ mod tests {
         fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
         fs::write(dir.join("cmdline"), cmdline).unwrap();
         fs::write(
-            dir.join("status"),
-            format!("Name:\t{comm}\nUmask:\t0022\nPPid:\t{ppid}\n"),
+            dir.join("stat"),
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560\n"),
         )
         .unwrap();
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 use tracing::{debug, info};
 
 use super::ProbeError;
+use crate::proc_files;
 
 pub(super) const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -13,11 +14,8 @@ const CAP_BPF: u32 = 39;
 
 /// Say what is missing before the kernel answers a bare EPERM.
 pub(super) fn check_privileges() -> Result<(), ProbeError> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    let effective = proc_files::status_field(Path::new("/proc/self"), "CapEff")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .unwrap_or(0);
     let has = |cap: u32| effective & (1 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
