@@ -72,6 +72,30 @@ pub struct LokiSink {
     limit: usize,
 }
 
+/// Entries on their way to Loki, with their push body once encoded: a retry or a spooled
+/// batch (encoded with metadata when it was spilled) is sent as it is.
+struct Outgoing {
+    entries: Vec<LogEntry>,
+    /// Encoded with structured metadata (`true`) or folded into the lines (`false`).
+    body: Option<(bool, Vec<u8>)>,
+}
+
+impl Outgoing {
+    fn new(entries: Vec<LogEntry>) -> Self {
+        Outgoing {
+            entries,
+            body: None,
+        }
+    }
+
+    fn body(&mut self, with_metadata: bool) -> &[u8] {
+        if self.body.as_ref().is_none_or(|(m, _)| *m != with_metadata) {
+            self.body = Some((with_metadata, encode_push(&self.entries, with_metadata)));
+        }
+        &self.body.as_ref().expect("just encoded").1
+    }
+}
+
 enum Push {
     Sent,
     Retry(String),
@@ -110,13 +134,18 @@ impl LokiSink {
         }
         let mut q = self.queue.entries.lock().expect("loki queue lock");
         q.extend(entries);
+        let mut overflow = Vec::new();
         while q.len() > self.limit {
             let n = SPILL_CHUNK.min(q.len());
-            let chunk: Vec<LogEntry> = q.drain(..n).collect();
-            self.spill(chunk);
+            overflow.push(q.drain(..n).collect::<Vec<_>>());
         }
         gauge!("vigil_loki_queue_lines").set(q.len() as f64);
         drop(q);
+        // Encoded and written after the queue lock is released: the shipper and other
+        // requests need it meanwhile.
+        for chunk in overflow {
+            self.spill(chunk);
+        }
         self.queue.wake.notify_one();
     }
 
@@ -178,14 +207,14 @@ impl Shipper {
 
     /// Spilled entries first (they are older), then memory: waits for entries, then gathers
     /// up to `batch_bytes` or until the oldest is `batch_age` old.
-    fn next_batch(&self, queue: &Queue) -> Vec<LogEntry> {
+    fn next_batch(&self, queue: &Queue) -> Outgoing {
         loop {
             if let Some(entries) = Self::from_spool(queue) {
                 return entries;
             }
             let q = queue.entries.lock().expect("loki queue lock");
             if !q.is_empty() {
-                return self.gather(queue, q);
+                return Outgoing::new(self.gather(queue, q));
             }
             // Woken by enqueue; the timeout also covers entries that went straight to the spool.
             let _ = queue
@@ -195,13 +224,19 @@ impl Shipper {
         }
     }
 
-    fn from_spool(queue: &Queue) -> Option<Vec<LogEntry>> {
+    fn from_spool(queue: &Queue) -> Option<Outgoing> {
         let mut spool = queue.spool.lock().expect("loki spool lock");
         while let Some(spooled) = spool.front() {
             spool.pop();
             gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
+            // Decoded for the line counts and in case Loki wants it split or folded.
             match decode_spooled(&spooled.body) {
-                Some(entries) => return Some(entries),
+                Some(entries) => {
+                    return Some(Outgoing {
+                        entries,
+                        body: Some((true, spooled.body)),
+                    })
+                }
                 None => warn!(file = %spooled.id, "unreadable Loki spool batch skipped"),
             }
         }
@@ -231,10 +266,13 @@ impl Shipper {
     }
 
     /// Sends until Loki has it, or what it refuses is dropped and counted.
-    fn deliver(&mut self, batch: Vec<LogEntry>) {
+    fn deliver(&mut self, batch: Outgoing) {
         let mut pending = vec![batch];
-        while let Some(entries) = pending.pop() {
-            match self.push(&entries) {
+        while let Some(mut outgoing) = pending.pop() {
+            let body = outgoing.body(self.metadata_ok);
+            let push = self.push(body);
+            let entries = &outgoing.entries;
+            match push {
                 Push::Sent => {
                     counter!("vigil_loki_lines_sent_total").increment(entries.len() as u64);
                     if self.backoff.failing() {
@@ -248,22 +286,22 @@ impl Shipper {
                         warn!(%reason, "Loki push failed; retrying with backoff");
                     }
                     std::thread::sleep(self.backoff.next_wait());
-                    pending.push(entries);
+                    pending.push(outgoing);
                 }
                 Push::BadRequest(message)
                     if self.metadata_ok && message.contains("structured metadata") =>
                 {
                     warn!("Loki refuses structured metadata; folding it into the log line from now on");
                     self.metadata_ok = false;
-                    pending.push(entries);
+                    pending.push(outgoing);
                 }
                 Push::BadRequest(message) if entries.len() > 1 => {
                     // Find the bad entry without losing the good ones.
-                    let mut left = entries;
+                    let mut left = outgoing.entries;
                     let right = left.split_off(left.len() / 2);
                     warn!(%message, "Loki rejected a batch; splitting it to isolate the bad entry");
-                    pending.push(right);
-                    pending.push(left);
+                    pending.push(Outgoing::new(right));
+                    pending.push(Outgoing::new(left));
                 }
                 Push::BadRequest(message) => {
                     counter!("vigil_loki_lines_failed_total", "reason" => "rejected").increment(1);
@@ -278,8 +316,7 @@ impl Shipper {
         }
     }
 
-    fn push(&self, entries: &[LogEntry]) -> Push {
-        let body = encode_push(entries, self.metadata_ok);
+    fn push(&self, body: &[u8]) -> Push {
         let mut request = self
             .http
             .post(&self.push_url)
@@ -290,7 +327,7 @@ impl Shipper {
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
-        match request.send(&body[..]) {
+        match request.send(body) {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let message = response.body_mut().read_to_string().unwrap_or_default();
