@@ -38,15 +38,6 @@ fn refused(c: &Collector, port: u16) -> f64 {
     )
 }
 
-fn post(c: &Collector, body: &[u8], token: Option<&str>) -> http::Response {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Content-Type", vigil_wire::CONTENT_TYPE)];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    http::request("POST", c.port, "/api/v1/ingest", &headers, body).unwrap()
-}
-
 #[test]
 fn ingest_refuses_bad_requests_and_keeps_serving() {
     let dir = scratch_dir("ingest-token");
@@ -60,21 +51,21 @@ fn ingest_refuses_bad_requests_and_keeps_serving() {
     );
     let good = batch("agent-a", 1, "127.0.0.1:9").encode_compressed();
 
-    assert_eq!(post(&c, &good, None).status, 401);
-    assert_eq!(post(&c, &good, Some("wrong")).status, 401);
-    let garbage = post(&c, b"\x00\x01 not snappy at all", Some("s3cret"));
+    assert_eq!(c.ingest(&good, None).status, 401);
+    assert_eq!(c.ingest(&good, Some("wrong")).status, 401);
+    let garbage = c.ingest(b"\x00\x01 not snappy at all", Some("s3cret"));
     assert_eq!(garbage.status, 400);
     assert!(
         garbage.body.contains("snappy"),
         "says why: {}",
         garbage.body
     );
-    let not_a_batch = post(&c, &vigil_e2e_snappy(&[0xff; 100]), Some("s3cret"));
+    let not_a_batch = c.ingest(&vigil_e2e_snappy(&[0xff; 100]), Some("s3cret"));
     assert_eq!(not_a_batch.status, 400);
-    assert_eq!(post(&c, &vec![0u8; 5000], Some("s3cret")).status, 413);
+    assert_eq!(c.ingest(&vec![0u8; 5000], Some("s3cret")).status, 413);
 
-    assert_eq!(post(&c, &good, Some("s3cret")).status, 200);
-    let again = post(&c, &good, Some("s3cret"));
+    assert_eq!(c.ingest(&good, Some("s3cret")).status, 200);
+    let again = c.ingest(&good, Some("s3cret"));
     assert_eq!((again.status, again.body.trim()), (200, "duplicate"));
 
     assert_eq!(http::get(c.port, "/healthz").unwrap().status, 200);
@@ -110,7 +101,7 @@ fn label_values_are_capped_per_family() {
     for (i, port) in (1..=10).enumerate() {
         let body =
             batch("agent-caps", i as u64 + 1, &format!("127.0.0.1:{port}")).encode_compressed();
-        assert_eq!(post(&c, &body, None).status, 200);
+        assert_eq!(c.ingest(&body, None).status, 200);
     }
     let text = c.metrics();
     let series = text

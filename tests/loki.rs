@@ -55,14 +55,7 @@ fn assert_each_access_line_once(loki: &LokiServer, n: usize) {
 }
 
 fn post(c: &Collector, body: &[u8]) {
-    let r = http::request(
-        "POST",
-        c.port,
-        "/api/v1/ingest",
-        &[("Content-Type", vigil_wire::CONTENT_TYPE)],
-        body,
-    )
-    .unwrap();
+    let r = c.ingest(body, None);
     assert_eq!(r.status, 200, "{}", r.body);
 }
 

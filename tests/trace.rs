@@ -4,22 +4,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vigil_e2e::{
-    agent::Trace,
+    agent::{records_for, Trace},
     free_port, http_get,
     nft::SynDrop,
     nginx::{Nginx, Route},
     ppid,
     upstreams::{http_ok, silent},
 };
-
-/// The records for `port`; the machine is shared, other traffic is ignored.
-fn records_for(records: &[Value], port: u16) -> Vec<&Value> {
-    let dst = format!("127.0.0.1:{port}");
-    records
-        .iter()
-        .filter(|r| r["dst"] == dst.as_str())
-        .collect()
-}
 
 fn assert_from_nginx_worker(record: &Value, nginx: &Nginx) {
     assert_eq!(record["comm"], "nginx", "{record}");

@@ -11,6 +11,15 @@ use serde_json::Value;
 
 use crate::bin;
 
+/// The records for 127.0.0.1:`port`; the machine is shared, other traffic is ignored.
+pub fn records_for(records: &[Value], port: u16) -> Vec<&Value> {
+    let dst = format!("127.0.0.1:{port}");
+    records
+        .iter()
+        .filter(|r| r["dst"] == dst.as_str())
+        .collect()
+}
+
 pub struct Trace {
     child: Child,
     records: Arc<Mutex<Vec<Value>>>,
@@ -51,17 +60,15 @@ impl Trace {
     /// Waits (up to 20 s) until `n` records for 127.0.0.1:`port` were printed: a connection is
     /// reported when it closes, which can trail the HTTP exchange on a busy machine.
     pub fn wait_for(self, port: u16, n: usize) -> Self {
-        let dst = format!("127.0.0.1:{port}");
         crate::wait_for(Duration::from_secs(20), || {
-            let records = self.records.lock().unwrap();
-            records.iter().filter(|r| r["dst"] == dst.as_str()).count() >= n
+            records_for(&self.records.lock().unwrap(), port).len() >= n
         });
         self
     }
 
     /// SIGTERM, then every JSON record printed.
     pub fn stop(mut self) -> Vec<Value> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        crate::terminate(&self.child);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "vigil-agent trace failed: {status}");
         self.reader.take().unwrap().join().unwrap();
@@ -183,7 +190,7 @@ impl AgentRun {
 
     /// SIGTERM and wait: the agent delivers or spools what it has.
     pub fn stop(mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        crate::terminate(&self.0);
         let _ = self.0.wait();
     }
 }

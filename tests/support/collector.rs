@@ -38,6 +38,16 @@ impl Collector {
         c
     }
 
+    /// `POST /api/v1/ingest` with a batch body, as an agent sends it.
+    pub fn ingest(&self, body: &[u8], token: Option<&str>) -> http::Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", vigil_wire::CONTENT_TYPE)];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        http::request("POST", self.port, "/api/v1/ingest", &headers, body).unwrap()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -54,7 +64,7 @@ impl Collector {
 
     /// SIGTERM; the collector drains (ingest refused, /metrics served) and exits.
     pub fn terminate(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        crate::terminate(&self.child);
     }
 
     pub fn wait(&mut self) -> std::process::ExitStatus {

@@ -25,7 +25,13 @@ pub fn free_port() -> u16 {
 pub fn bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("VIGIL_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                PathBuf::from,
+            );
+            target.join("debug")
+        });
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -33,6 +39,12 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// SIGTERM to a child we started: the graceful stop every binary here handles.
+pub fn terminate(child: &std::process::Child) {
+    // SAFETY: a signal to our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
 }
 
 /// A fresh scratch directory under the system temp dir.

@@ -89,7 +89,7 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM = fast stop (no waiting for open connections); the workers follow the master.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        crate::terminate(&self.child);
         let _ = self.child.wait();
     }
 }
