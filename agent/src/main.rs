@@ -1,7 +1,6 @@
 //! The `vigil-agent` command line.
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vigil_agent::{inspect, ports, run, trace};
 
@@ -17,8 +16,8 @@ enum Command {
     /// Print one JSON object per finished connection to the watched ports.
     Trace {
         /// Destination ports to watch, e.g. `8080-8099,9000`.
-        #[arg(long)]
-        ports: String,
+        #[arg(long, value_parser = parse_ports)]
+        ports: BTreeSet<u16>,
         /// Stop after this long (`30s`, `500ms`, `2m`); default: until Ctrl-C.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
@@ -35,8 +34,8 @@ enum Command {
         #[arg(long, env = "VIGIL_NODE")]
         node: Option<String>,
         /// Upstream ports; default: every upstream port in nginx's configuration.
-        #[arg(long)]
-        ports: Option<String>,
+        #[arg(long, value_parser = parse_ports)]
+        ports: Option<BTreeSet<u16>>,
         /// nginx error.log to follow instead of the ones in nginx's configuration.
         #[arg(long)]
         nginx_error_log: Option<PathBuf>,
@@ -59,8 +58,8 @@ enum Command {
     /// Report nginx, the upstreams' owners, accept queues and worker CPU as JSON.
     Inspect {
         /// Upstream ports; default: every upstream port in nginx's configuration.
-        #[arg(long)]
-        ports: Option<String>,
+        #[arg(long, value_parser = parse_ports)]
+        ports: Option<BTreeSet<u16>>,
         /// Time between samples (CPU ratios are measured over it).
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         interval: Duration,
@@ -77,6 +76,11 @@ enum Command {
         #[arg(long)]
         nginx_access_log: Option<PathBuf>,
     },
+}
+
+/// `8080-8099,9000` → the ports.
+fn parse_ports(text: &str) -> Result<BTreeSet<u16>, String> {
+    ports::parse_port_list(text).map_err(|e| e.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -111,10 +115,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Trace { ports, duration } => {
-            let ports = ports::parse_port_list(&ports).context("--ports")?;
-            runtime.block_on(trace::run(ports, duration))
-        }
+        Command::Trace { ports, duration } => runtime.block_on(trace::run(ports, duration)),
         Command::Run {
             collector,
             token_file,
@@ -126,24 +127,18 @@ fn main() -> anyhow::Result<()> {
             interval,
             spool_memory_mib,
             spool_disk_mib,
-        } => {
-            let ports = ports
-                .map(|p| ports::parse_port_list(&p))
-                .transpose()
-                .context("--ports")?;
-            runtime.block_on(run::run(run::RunArgs {
-                collector,
-                token_file,
-                node,
-                ports,
-                error_log: nginx_error_log,
-                access_log: nginx_access_log,
-                state_dir,
-                interval,
-                spool_memory_bytes: spool_memory_mib << 20,
-                spool_disk_bytes: spool_disk_mib << 20,
-            }))
-        }
+        } => runtime.block_on(run::run(run::RunArgs {
+            collector,
+            token_file,
+            node,
+            ports,
+            error_log: nginx_error_log,
+            access_log: nginx_access_log,
+            state_dir,
+            interval,
+            spool_memory_bytes: spool_memory_mib << 20,
+            spool_disk_bytes: spool_disk_mib << 20,
+        })),
         Command::Inspect {
             ports,
             interval,
@@ -151,19 +146,13 @@ fn main() -> anyhow::Result<()> {
             duration,
             nginx_error_log,
             nginx_access_log,
-        } => {
-            let ports = ports
-                .map(|p| ports::parse_port_list(&p))
-                .transpose()
-                .context("--ports")?;
-            runtime.block_on(inspect::run(inspect::InspectArgs {
-                ports,
-                interval,
-                watch,
-                duration,
-                error_log: nginx_error_log,
-                access_log: nginx_access_log,
-            }))
-        }
+        } => runtime.block_on(inspect::run(inspect::InspectArgs {
+            ports,
+            interval,
+            watch,
+            duration,
+            error_log: nginx_error_log,
+            access_log: nginx_access_log,
+        })),
     }
 }
