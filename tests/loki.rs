@@ -339,3 +339,27 @@ fn lines_spill_to_disk_while_loki_is_down_and_all_arrive_later() {
         "spool emptied"
     );
 }
+
+#[test]
+fn lines_queued_for_an_absent_loki_survive_a_collector_restart() {
+    // Loki is down; the lines wait in the collector's memory queue (well under its limit).
+    // A graceful stop keeps them in the spool, and the next start delivers each once.
+    let port = free_port();
+    let spool = scratch_dir("loki-restart");
+    let config = format!(
+        "loki_url = \"http://127.0.0.1:{port}\"\nshutdown_grace_ms = 300\n[loki]\nbatch_age_ms = 200\nspool_dir = \"{}\"\n",
+        spool.display()
+    );
+    let mut first = Collector::start("loki-restart-a", &config);
+    post(&first, &access_batch(1, 0, 300));
+    post(&first, &access_batch(2, 300, 300));
+    first.terminate();
+    assert!(first.wait().success());
+    assert!(
+        std::fs::read_dir(&spool).unwrap().count() > 0,
+        "queued lines kept on disk at shutdown"
+    );
+    let loki = LokiServer::start_on(port);
+    let _second = Collector::start("loki-restart-b", &config);
+    assert_each_access_line_once(&loki, 600);
+}

@@ -85,6 +85,8 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         config,
     });
     let draining = state.clone();
+    let loki = state.loki.clone();
+    let grace = state.config.shutdown_grace;
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -93,7 +95,14 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             tokio::time::sleep(draining.config.shutdown_grace).await;
         })
         .await
-        .context("server failed")
+        .context("server failed")?;
+    if let Some(loki) = loki {
+        // What Loki has not got yet waits in the spool for the next start.
+        tokio::task::spawn_blocking(move || loki.shutdown(grace))
+            .await
+            .context("Loki shutdown")?;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

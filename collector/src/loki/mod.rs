@@ -6,6 +6,7 @@
 //! nginx lines are the raw log line.
 pub mod encode;
 pub mod proto;
+mod shipper;
 pub mod sink;
 
 use std::fmt::Write;

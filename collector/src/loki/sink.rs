@@ -1,23 +1,25 @@
-//! Ships log entries to Loki from a thread of its own: batches by bytes and age, retries
-//! 429/5xx/connection errors with backoff, and never loses a batch to one bad entry — a 400
-//! caused by structured metadata folds it into the line (and remembers this Loki refuses
-//! it), any other 400 splits the batch until the bad entry stands alone; that one is dropped,
-//! counted and logged.
+//! The Loki sink's ingest side: entries queue in memory, the oldest spill to the spool past
+//! the queue limit, and at shutdown everything not yet shipped goes to the spool. The
+//! shipper thread (`shipper.rs`) sends them.
 use std::{
     collections::VecDeque,
-    sync::{Arc, Condvar, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use metrics::{counter, gauge};
 use tracing::{info, warn};
 
-use vigil_wire::{
-    backoff::Backoff,
-    spool::{Spool, SpoolError, Spooled},
-};
+use vigil_wire::spool::{Spool, SpoolError, Spooled};
 
-use super::encode::{decode_spooled, encode_push, LogEntry};
+use super::{
+    encode::{encode_push, LogEntry},
+    shipper::Shipper,
+};
 
 #[derive(Debug, Clone)]
 pub enum LokiAuth {
@@ -56,11 +58,14 @@ pub struct LokiConfig {
     pub spool_disk_bytes: u64,
 }
 
-struct Queue {
-    entries: Mutex<VecDeque<LogEntry>>,
+/// What the ingest side and the shipper thread share.
+pub(super) struct Queue {
+    pub(super) entries: Mutex<VecDeque<LogEntry>>,
     /// Older entries that did not fit in memory, as encoded pushes on disk.
-    spool: Mutex<Spool>,
-    wake: Condvar,
+    pub(super) spool: Mutex<Spool>,
+    pub(super) wake: Condvar,
+    /// Set at shutdown: the shipper hands back what it holds and stops.
+    pub(super) stopping: AtomicBool,
 }
 
 /// How many of the oldest entries move to disk at once when memory is full.
@@ -70,37 +75,7 @@ const SPILL_CHUNK: usize = 5000;
 pub struct LokiSink {
     queue: Arc<Queue>,
     limit: usize,
-}
-
-/// Entries on their way to Loki, with their push body once encoded: a retry or a spooled
-/// batch (encoded with metadata when it was spilled) is sent as it is.
-struct Outgoing {
-    entries: Vec<LogEntry>,
-    /// Encoded with structured metadata (`true`) or folded into the lines (`false`).
-    body: Option<(bool, Vec<u8>)>,
-}
-
-impl Outgoing {
-    fn new(entries: Vec<LogEntry>) -> Self {
-        Outgoing {
-            entries,
-            body: None,
-        }
-    }
-
-    fn body(&mut self, with_metadata: bool) -> &[u8] {
-        if self.body.as_ref().is_none_or(|(m, _)| *m != with_metadata) {
-            self.body = Some((with_metadata, encode_push(&self.entries, with_metadata)));
-        }
-        &self.body.as_ref().expect("just encoded").1
-    }
-}
-
-enum Push {
-    Sent,
-    Retry(String),
-    BadRequest(String),
-    Refused(u16, String),
+    shipper: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl LokiSink {
@@ -116,16 +91,19 @@ impl LokiSink {
             entries: Mutex::new(VecDeque::new()),
             spool: Mutex::new(spool),
             wake: Condvar::new(),
+            stopping: AtomicBool::new(false),
         });
-        let sink = LokiSink {
-            queue: queue.clone(),
-            limit: config.queue_limit,
-        };
-        std::thread::Builder::new()
+        let limit = config.queue_limit;
+        let shared = queue.clone();
+        let shipper = std::thread::Builder::new()
             .name("vigil-loki".into())
-            .spawn(move || Shipper::new(config).run(&queue))
+            .spawn(move || Shipper::new(config).run(&shared))
             .expect("spawn loki thread");
-        Ok(sink)
+        Ok(LokiSink {
+            queue,
+            limit,
+            shipper: Arc::new(Mutex::new(Some(shipper))),
+        })
     }
 
     pub fn enqueue(&self, entries: Vec<LogEntry>) {
@@ -144,17 +122,53 @@ impl LokiSink {
         // Encoded and written after the queue lock is released: the shipper and other
         // requests need it meanwhile.
         for chunk in overflow {
-            self.spill(chunk);
+            self.queue.spill(&chunk);
         }
         self.queue.wake.notify_one();
     }
 
-    fn spill(&self, chunk: Vec<LogEntry>) {
-        let mut spool = self.queue.spool.lock().expect("loki spool lock");
+    /// At shutdown: the shipper hands back the batch it holds, and that and everything
+    /// still queued go to the spool, so the next start sends them (nothing is lost to a
+    /// restart while Loki is away). Waits up to `grace` for a push in progress.
+    pub fn shutdown(&self, grace: Duration) {
+        self.queue.stopping.store(true, Ordering::SeqCst);
+        self.queue.wake.notify_all();
+        if let Some(shipper) = self.shipper.lock().expect("shipper lock").take() {
+            let deadline = Instant::now() + grace;
+            while !shipper.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !shipper.is_finished() {
+                warn!("a Loki push still in progress at shutdown; its batch may be lost");
+            }
+        }
+        let queued: Vec<LogEntry> = self
+            .queue
+            .entries
+            .lock()
+            .expect("loki queue lock")
+            .drain(..)
+            .collect();
+        for chunk in queued.chunks(SPILL_CHUNK) {
+            self.queue.spill(chunk);
+        }
+        if !queued.is_empty() {
+            info!(
+                lines = queued.len(),
+                "Loki lines kept in the spool for the next start"
+            );
+        }
+    }
+}
+
+impl Queue {
+    /// Encodes `chunk` into the spool; what the spool's bound drops is counted.
+    pub(super) fn spill(&self, chunk: &[LogEntry]) {
+        let mut spool = self.spool.lock().expect("loki spool lock");
         let dropped = spool.push(Spooled {
             id: format!("{:030}", crate::loki::next_spool_id()),
             records: chunk.len() as u64,
-            body: encode_push(&chunk, true),
+            body: encode_push(chunk, true),
         });
         if dropped.records > 0 {
             warn!(
@@ -166,194 +180,6 @@ impl LokiSink {
         }
         gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
     }
-}
-
-struct Shipper {
-    config: LokiConfig,
-    http: ureq::Agent,
-    push_url: String,
-    /// The `Authorization` value, built once.
-    authorization: Option<String>,
-    /// Cleared when this Loki refuses structured metadata (before Loki 3 / schema v13).
-    metadata_ok: bool,
-    backoff: Backoff,
-}
-
-impl Shipper {
-    fn new(config: LokiConfig) -> Self {
-        let http = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let push_url = format!("{}/loki/api/v1/push", config.url);
-        let authorization = config.auth.as_ref().map(LokiAuth::header);
-        Shipper {
-            config,
-            http,
-            push_url,
-            authorization,
-            metadata_ok: true,
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
-        }
-    }
-
-    fn run(mut self, queue: &Queue) {
-        loop {
-            let batch = self.next_batch(queue);
-            self.deliver(batch);
-        }
-    }
-
-    /// Spilled entries first (they are older), then memory: waits for entries, then gathers
-    /// up to `batch_bytes` or until the oldest is `batch_age` old.
-    fn next_batch(&self, queue: &Queue) -> Outgoing {
-        loop {
-            if let Some(entries) = Self::from_spool(queue) {
-                return entries;
-            }
-            let q = queue.entries.lock().expect("loki queue lock");
-            if !q.is_empty() {
-                return Outgoing::new(self.gather(queue, q));
-            }
-            // Woken by enqueue; the timeout also covers entries that went straight to the spool.
-            let _ = queue
-                .wake
-                .wait_timeout(q, Duration::from_millis(500))
-                .expect("loki queue lock");
-        }
-    }
-
-    fn from_spool(queue: &Queue) -> Option<Outgoing> {
-        let mut spool = queue.spool.lock().expect("loki spool lock");
-        while let Some(spooled) = spool.front() {
-            spool.pop();
-            gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
-            // Decoded for the line counts and in case Loki wants it split or folded.
-            match decode_spooled(&spooled.body) {
-                Some(entries) => {
-                    return Some(Outgoing {
-                        entries,
-                        body: Some((true, spooled.body)),
-                    })
-                }
-                None => warn!(file = %spooled.id, "unreadable Loki spool batch skipped"),
-            }
-        }
-        None
-    }
-
-    fn gather<'a>(
-        &self,
-        queue: &'a Queue,
-        mut q: std::sync::MutexGuard<'a, VecDeque<LogEntry>>,
-    ) -> Vec<LogEntry> {
-        let opened = Instant::now();
-        loop {
-            let (take, full) = batch_len(&q, self.config.batch_bytes);
-            let age = opened.elapsed();
-            if full || age >= self.config.batch_age {
-                let batch: Vec<LogEntry> = q.drain(..take).collect();
-                gauge!("vigil_loki_queue_lines").set(q.len() as f64);
-                return batch;
-            }
-            q = queue
-                .wake
-                .wait_timeout(q, self.config.batch_age - age)
-                .expect("loki queue lock")
-                .0;
-        }
-    }
-
-    /// Sends until Loki has it, or what it refuses is dropped and counted.
-    fn deliver(&mut self, batch: Outgoing) {
-        let mut pending = vec![batch];
-        while let Some(mut outgoing) = pending.pop() {
-            let body = outgoing.body(self.metadata_ok);
-            let push = self.push(body);
-            let entries = &outgoing.entries;
-            match push {
-                Push::Sent => {
-                    counter!("vigil_loki_lines_sent_total").increment(entries.len() as u64);
-                    if self.backoff.failing() {
-                        info!("Loki reachable again");
-                    }
-                    self.backoff.reset();
-                }
-                Push::Retry(reason) => {
-                    counter!("vigil_loki_lines_retried_total").increment(entries.len() as u64);
-                    if !self.backoff.failing() {
-                        warn!(%reason, "Loki push failed; retrying with backoff");
-                    }
-                    std::thread::sleep(self.backoff.next_wait());
-                    pending.push(outgoing);
-                }
-                Push::BadRequest(message)
-                    if self.metadata_ok && message.contains("structured metadata") =>
-                {
-                    warn!("Loki refuses structured metadata; folding it into the log line from now on");
-                    self.metadata_ok = false;
-                    pending.push(outgoing);
-                }
-                Push::BadRequest(message) if entries.len() > 1 => {
-                    // Find the bad entry without losing the good ones.
-                    let mut left = outgoing.entries;
-                    let right = left.split_off(left.len() / 2);
-                    warn!(%message, "Loki rejected a batch; splitting it to isolate the bad entry");
-                    pending.push(Outgoing::new(right));
-                    pending.push(Outgoing::new(left));
-                }
-                Push::BadRequest(message) => {
-                    counter!("vigil_loki_lines_failed_total", "reason" => "rejected").increment(1);
-                    warn!(%message, line = %entries[0].line.chars().take(200).collect::<String>(), "Loki rejected a log line; dropped");
-                }
-                Push::Refused(status, message) => {
-                    counter!("vigil_loki_lines_failed_total", "reason" => status.to_string())
-                        .increment(entries.len() as u64);
-                    warn!(status, %message, lines = entries.len(), "Loki refused the batch (check URL, tenant and credentials); dropped");
-                }
-            }
-        }
-    }
-
-    fn push(&self, body: &[u8]) -> Push {
-        let mut request = self
-            .http
-            .post(&self.push_url)
-            .header("Content-Type", "application/x-protobuf");
-        if let Some(tenant) = &self.config.tenant {
-            request = request.header("X-Scope-OrgID", tenant);
-        }
-        if let Some(authorization) = &self.authorization {
-            request = request.header("Authorization", authorization);
-        }
-        match request.send(body) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let message = response.body_mut().read_to_string().unwrap_or_default();
-                match status {
-                    200..=299 => Push::Sent,
-                    429 | 500..=599 => Push::Retry(format!("{status} {}", message.trim())),
-                    400 => Push::BadRequest(message.trim().to_owned()),
-                    _ => Push::Refused(status, message.trim().to_owned()),
-                }
-            }
-            Err(e) => Push::Retry(e.to_string()),
-        }
-    }
-}
-
-/// How many queued entries make a batch of `limit` bytes, and whether they reach it. Walks
-/// only as far as one batch: the queue may hold far more, and ingest waits on its lock.
-fn batch_len(queue: &VecDeque<LogEntry>, limit: usize) -> (usize, bool) {
-    let mut bytes = 0;
-    for (i, e) in queue.iter().enumerate() {
-        bytes += e.size();
-        if bytes >= limit {
-            return (i + 1, true);
-        }
-    }
-    (queue.len(), false)
 }
 
 #[cfg(test)]
