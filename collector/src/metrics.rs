@@ -267,10 +267,11 @@ impl Recorder {
             let role = p.role().label();
             let upstream = match p.upstream_port {
                 0 => String::new(),
-                port => upstreams
-                    .get(&port)
-                    .cloned()
-                    .unwrap_or_else(|| upstream_label(port, "")),
+                // Not in this batch's upstream list: capped like every other upstream label.
+                port => upstreams.get(&port).cloned().unwrap_or_else(|| {
+                    self.caps
+                        .value("upstream", "upstream", &upstream_label(port, ""))
+                }),
             };
             let labels = [
                 ("node", node.to_owned()),
