@@ -158,36 +158,31 @@ fn real_nginx_outcomes_reach_prometheus_through_agent_and_collector() {
 
     // promtool agrees the exposition is well-formed.
     let text = c.metrics();
-    let mut check = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .output_with_stdin(text.as_bytes());
-    assert!(check.0.success(), "promtool check metrics: {}", check.1);
+    let (status, output) = promtool_check_metrics(&text);
+    assert!(status.success(), "promtool check metrics: {output}");
     drop(agent);
-    let _ = &mut check;
 }
 
-/// `Command::output` with a stdin payload.
-trait OutputWithStdin {
-    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String);
-}
-
-impl OutputWithStdin for std::process::Command {
-    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
-        use std::io::Write;
-        let mut child = self
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    }
+/// `promtool check metrics` on an exposition text: its status and what it printed.
+fn promtool_check_metrics(text: &str) -> (std::process::ExitStatus, String) {
+    use std::{io::Write, process::Stdio};
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (installed by cargo xtask setup)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, printed)
 }
 
 #[test]
