@@ -1,8 +1,12 @@
 //! Collector configuration: defaults, then a TOML file (`--config`), then `VIGIL_*`
-//! environment variables and flags (clap reads both), validated once at start.
+//! environment variables and flags (clap reads both), validated once at start. The `[loki]`
+//! table is `loki::config`'s; this file resolves the collector's own settings and the Loki
+//! URL, and hands the rest to `LokiConfig::resolve`.
 use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
+
+use crate::loki::{LokiConfig, LokiFileConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -39,21 +43,6 @@ pub struct FileConfig {
     pub loki: Option<LokiFileConfig>,
 }
 
-/// `[loki]` table: everything about shipping but the URL.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LokiFileConfig {
-    pub tenant: Option<String>,
-    pub bearer_token_file: Option<PathBuf>,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub batch_bytes: Option<usize>,
-    pub batch_age_ms: Option<u64>,
-    pub queue_limit: Option<usize>,
-    pub spool_dir: Option<PathBuf>,
-    pub spool_disk_bytes: Option<u64>,
-}
-
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Overrides {
@@ -75,7 +64,7 @@ pub struct Overrides {
 pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
-    pub loki: Option<crate::loki::LokiConfig>,
+    pub loki: Option<LokiConfig>,
     /// Largest compressed ingest body accepted (413 above).
     pub max_body_bytes: usize,
     /// Distinct values kept per label and metric family before `other`.
@@ -125,7 +114,7 @@ impl CollectorConfig {
             .or(file.loki_url)
             .map(|u| u.trim_end_matches('/').to_owned());
         let loki = match loki_url {
-            Some(url) => Some(loki_config(url, file.loki.unwrap_or_default())?),
+            Some(url) => Some(LokiConfig::resolve(url, file.loki.unwrap_or_default())?),
             None => None,
         };
         let max_body_bytes = file.max_body_bytes.unwrap_or(16 << 20);
@@ -150,43 +139,7 @@ impl CollectorConfig {
     }
 }
 
-fn loki_config(url: String, f: LokiFileConfig) -> Result<crate::loki::LokiConfig, ConfigError> {
-    use crate::loki::LokiAuth;
-    if !url.starts_with("http://") {
-        return Err(ConfigError::Invalid {
-            field: "loki_url",
-            value: url,
-            what: "http:// URL (for TLS put a proxy in front)",
-        });
-    }
-    let auth = match (f.bearer_token_file, f.username, f.password_file) {
-        (Some(token), None, None) => Some(LokiAuth::Bearer(read_token(&token)?)),
-        (None, Some(user), Some(pw)) => Some(LokiAuth::Basic {
-            user,
-            password: read_token(&pw)?,
-        }),
-        (None, None, None) => None,
-        _ => {
-            return Err(ConfigError::Invalid {
-                field: "loki",
-                value: "auth".into(),
-                what: "auth: either bearer_token_file, or username with password_file",
-            })
-        }
-    };
-    Ok(crate::loki::LokiConfig {
-        url,
-        tenant: f.tenant,
-        auth,
-        batch_bytes: f.batch_bytes.unwrap_or(1 << 20),
-        batch_age: std::time::Duration::from_millis(f.batch_age_ms.unwrap_or(1000)),
-        queue_limit: f.queue_limit.unwrap_or(200_000),
-        spool_dir: f.spool_dir,
-        spool_disk_bytes: f.spool_disk_bytes.unwrap_or(512 << 20),
-    })
-}
-
-fn read_token(path: &PathBuf) -> Result<String, ConfigError> {
+pub(crate) fn read_token(path: &PathBuf) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Token {
         path: path.clone(),
         reason: e.to_string(),

@@ -1,9 +1,7 @@
 //! `POST /api/v1/ingest`: bearer token (401), body limit (413), snappy+prost decode (400 with
-//! the reason), duplicate `(agent_id, sequence)` accepted and ignored, then metrics.
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
-};
+//! the reason), duplicate `(agent_id, sequence)` accepted and ignored (`dedup`), then metrics
+//! and, when Loki is configured, its log lines to the Loki sink.
+use std::sync::Arc;
 
 use axum::{
     body::{Body, Bytes},
@@ -15,52 +13,10 @@ use metrics::counter;
 use tracing::{debug, warn};
 use vigil_wire::Batch;
 
-use crate::AppState;
+use crate::state::AppState;
 
-/// Batches far ahead of the contiguous floor are remembered up to this many per agent.
-const WINDOW: usize = 65_536;
 /// Decompressed size limit relative to the compressed body limit (snappy bombs).
 const EXPANSION_LIMIT: usize = 8;
-
-#[derive(Default)]
-struct SeenWindow {
-    /// Every sequence ≤ floor was applied.
-    floor: u64,
-    above: BTreeSet<u64>,
-}
-
-/// Which `(agent_id, sequence)` pairs were applied.
-#[derive(Default)]
-pub struct Dedup {
-    agents: Mutex<HashMap<String, SeenWindow>>,
-}
-
-impl Dedup {
-    /// True the first time a pair is seen.
-    pub fn first_time(&self, agent: &str, sequence: u64) -> bool {
-        let mut agents = self.agents.lock().expect("dedup lock");
-        let w = match agents.get_mut(agent) {
-            Some(w) => w,
-            None => agents.entry(agent.to_owned()).or_default(),
-        };
-        if sequence <= w.floor || !w.above.insert(sequence) {
-            return false;
-        }
-        while w.above.remove(&(w.floor + 1)) {
-            w.floor += 1;
-        }
-        if w.above.len() > WINDOW {
-            // A gap that never fills (a batch the agent dropped): move past it.
-            let lowest = w.above.pop_first().expect("non-empty");
-            w.floor = lowest;
-        }
-        true
-    }
-
-    pub fn agents(&self) -> usize {
-        self.agents.lock().expect("dedup lock").len()
-    }
-}
 
 fn reject(status: StatusCode, result: &'static str, message: String) -> Response {
     counter!("vigil_ingest_batches_total", "result" => result).increment(1);
@@ -141,22 +97,4 @@ pub async fn ingest(
         loki.enqueue(crate::loki::entries_from_batch(batch));
     }
     (StatusCode::OK, "accepted\n").into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Dedup;
-
-    #[test]
-    fn duplicates_and_out_of_order_batches() {
-        let d = Dedup::default();
-        assert!(d.first_time("a", 1));
-        assert!(!d.first_time("a", 1));
-        assert!(d.first_time("a", 3));
-        assert!(d.first_time("a", 2));
-        assert!(!d.first_time("a", 3));
-        assert!(!d.first_time("a", 2));
-        assert!(d.first_time("b", 1), "per agent");
-        assert_eq!(d.agents(), 2);
-    }
 }

@@ -14,8 +14,9 @@ use tracing::{info, warn};
 use vigil_wire::backoff::Backoff;
 
 use super::{
+    config::{LokiAuth, LokiConfig},
     encode::{decode_spooled, encode_push, LogEntry},
-    sink::{LokiAuth, LokiConfig, Queue},
+    queue::Queue,
 };
 
 /// Entries on their way to Loki, with their push body once encoded: a retry or a spooled

@@ -1,6 +1,7 @@
-//! The Loki sink's ingest side: entries queue in memory, the oldest spill to the spool past
-//! the queue limit, and at shutdown everything not yet shipped goes to the spool. The
-//! shipper thread (`shipper.rs`) sends them.
+//! `LokiSink`, the handle the collector holds: `start` opens the spool and spawns the
+//! shipper thread (`shipper.rs`), `enqueue` adds a batch's entries to the queue (the oldest
+//! spill to the spool past the queue limit, `queue.rs`), and `shutdown` stops the shipper and
+//! moves everything not yet shipped to the spool for the next start.
 use std::{
     collections::VecDeque,
     sync::{
@@ -11,65 +12,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{counter, gauge};
+use metrics::gauge;
 use tracing::{info, warn};
-
-use vigil_wire::spool::{Spool, SpoolError, Spooled};
+use vigil_wire::spool::{Spool, SpoolError};
 
 use super::{
-    encode::{encode_push, LogEntry},
+    config::LokiConfig,
+    encode::LogEntry,
+    queue::{Queue, SPILL_CHUNK},
     shipper::Shipper,
 };
-
-#[derive(Debug, Clone)]
-pub enum LokiAuth {
-    Basic { user: String, password: String },
-    Bearer(String),
-}
-
-impl LokiAuth {
-    /// The `Authorization` header value.
-    pub fn header(&self) -> String {
-        use base64::Engine;
-        match self {
-            LokiAuth::Basic { user, password } => {
-                let encoded =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                format!("Basic {encoded}")
-            }
-            LokiAuth::Bearer(token) => format!("Bearer {token}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct LokiConfig {
-    /// Base URL; pushes go to `{url}/loki/api/v1/push`.
-    pub url: String,
-    pub tenant: Option<String>,
-    pub auth: Option<LokiAuth>,
-    pub batch_bytes: usize,
-    pub batch_age: Duration,
-    /// Entries waiting in memory; beyond it the oldest spill to `spool_dir`, or without one
-    /// are dropped (and counted).
-    pub queue_limit: usize,
-    pub spool_dir: Option<std::path::PathBuf>,
-    /// Disk bound of the spool; past it the oldest spilled batches are dropped (and counted).
-    pub spool_disk_bytes: u64,
-}
-
-/// What the ingest side and the shipper thread share.
-pub(super) struct Queue {
-    pub(super) entries: Mutex<VecDeque<LogEntry>>,
-    /// Older entries that did not fit in memory, as encoded pushes on disk.
-    pub(super) spool: Mutex<Spool>,
-    pub(super) wake: Condvar,
-    /// Set at shutdown: the shipper hands back what it holds and stops.
-    pub(super) stopping: AtomicBool,
-}
-
-/// How many of the oldest entries move to disk at once when memory is full.
-const SPILL_CHUNK: usize = 5000;
 
 #[derive(Clone)]
 pub struct LokiSink {
@@ -158,46 +110,5 @@ impl LokiSink {
                 "Loki lines kept in the spool for the next start"
             );
         }
-    }
-}
-
-impl Queue {
-    /// Encodes `chunk` into the spool; what the spool's bound drops is counted.
-    pub(super) fn spill(&self, chunk: &[LogEntry]) {
-        let mut spool = self.spool.lock().expect("loki spool lock");
-        let dropped = spool.push(Spooled {
-            id: format!("{:030}", crate::loki::next_spool_id()),
-            records: chunk.len() as u64,
-            body: encode_push(chunk, true),
-        });
-        if dropped.records > 0 {
-            warn!(
-                lines = dropped.records,
-                "Loki queue and spool full: oldest lines dropped"
-            );
-            counter!("vigil_loki_lines_dropped_total", "reason" => "queue_full")
-                .increment(dropped.records);
-        }
-        gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::LokiAuth;
-
-    #[test]
-    fn basic_auth_is_rfc4648_base64() {
-        let basic = |user: &str, password: &str| {
-            LokiAuth::Basic {
-                user: user.into(),
-                password: password.into(),
-            }
-            .header()
-        };
-        assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
-        assert_eq!(basic("a", ""), "Basic YTo=");
-        assert_eq!(basic("ab", "c"), "Basic YWI6Yw==");
-        assert_eq!(LokiAuth::Bearer("t".into()).header(), "Bearer t");
     }
 }

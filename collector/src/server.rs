@@ -1,0 +1,101 @@
+//! The HTTP side: `router` maps `/api/v1/ingest`, `/metrics`, `/healthz` and `/readyz` to
+//! their handlers; `serve` installs the metrics recorder, starts the Loki sink, serves until
+//! SIGTERM or Ctrl-C, drains for the grace period, and leaves unshipped Loki lines in the
+//! spool.
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use anyhow::Context;
+use axum::{
+    extract::{DefaultBodyLimit, State},
+    routing::{get, post},
+    Router,
+};
+use tracing::info;
+
+use crate::{config::CollectorConfig, dedup::Dedup, ingest, loki, metrics, state::AppState};
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> String {
+    state.prometheus.render()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {
+    if state.draining.load(Ordering::SeqCst) {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (axum::http::StatusCode::OK, "ready\n")
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    // The ingest handler enforces (and counts) its own limit.
+    Router::new()
+        .route(
+            "/api/v1/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
+    let prometheus = metrics::install()?;
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(listen = %config.listen, auth = config.token.is_some(), loki = ?config.loki.as_ref().map(|l| &l.url), "vigil-collector serving");
+    let state = Arc::new(AppState {
+        recorder: metrics::Recorder::new(config.label_value_limit),
+        dedup: Dedup::default(),
+        prometheus,
+        loki: config
+            .loki
+            .clone()
+            .map(loki::LokiSink::start)
+            .transpose()
+            .context("Loki spool directory")?,
+        draining: AtomicBool::new(false),
+        config,
+    });
+    let draining = state.clone();
+    let loki = state.loki.clone();
+    let grace = state.config.shutdown_grace;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            draining.draining.store(true, Ordering::SeqCst);
+            info!(grace = ?draining.config.shutdown_grace, "draining: ingest refused, /metrics still served");
+            tokio::time::sleep(draining.config.shutdown_grace).await;
+        })
+        .await
+        .context("server failed")?;
+    if let Some(loki) = loki {
+        // What Loki has not got yet waits in the spool for the next start.
+        tokio::task::spawn_blocking(move || loki.shutdown(grace))
+            .await
+            .context("Loki shutdown")?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("shutting down");
+}

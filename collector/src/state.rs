@@ -1,0 +1,18 @@
+//! `AppState`: what the HTTP handlers share — the configuration, the draining flag, ingest
+//! dedup, the metrics recorder and Prometheus handle, and the Loki sink when configured.
+use std::sync::atomic::AtomicBool;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::{config::CollectorConfig, dedup::Dedup, loki::LokiSink, metrics::Recorder};
+
+pub struct AppState {
+    pub config: CollectorConfig,
+    /// Set on SIGTERM: ingest answers 503 (agents keep the batch and retry elsewhere or
+    /// later) while /metrics keeps serving for the grace period, so the last values get scraped.
+    pub draining: AtomicBool,
+    pub dedup: Dedup,
+    pub recorder: Recorder,
+    pub prometheus: PrometheusHandle,
+    pub loki: Option<LokiSink>,
+}
