@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod bench_nginx;
+mod cmd;
 mod setup;
 mod tasks;
 
@@ -43,13 +43,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(),
-        Command::BuildEbpf => tasks::build(false),
+        Command::BuildEbpf => cmd::build(false),
         Command::Run { args } => tasks::run(&args),
         Command::Test { filter } => tasks::test(filter.as_deref()),
-        Command::Bench { which } => match which.as_str() {
-            "probes" => bench::probes(),
-            "collector" => bench::collector(),
-            other => anyhow::bail!("unknown benchmark `{other}` (available: probes, collector)"),
-        },
+        Command::Bench { which } => bench::run(&which),
     }
 }

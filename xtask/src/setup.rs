@@ -4,7 +4,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context};
 
-use crate::tasks::{cmd, workspace_root};
+use crate::cmd::{cmd, workspace_root};
 
 /// Debian packages: LLVM 22 for bpf-linker, and the real servers the tests drive.
 const PACKAGES: &[&str] = &[
@@ -61,7 +61,7 @@ fn apt_packages() -> anyhow::Result<()> {
 }
 
 /// The channel pinned in agent-ebpf/rust-toolchain.toml.
-pub fn ebpf_channel() -> anyhow::Result<String> {
+fn ebpf_channel() -> anyhow::Result<String> {
     let path = workspace_root().join("agent-ebpf/rust-toolchain.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     text.lines()

@@ -1,112 +1,16 @@
-//! Build, run and test orchestration.
-use std::{
-    ffi::OsStr,
-    path::PathBuf,
-    process::{Command, Stdio},
-};
+//! `run` and `test`: set up, build, then run vigil or every test suite.
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask in workspace")
-        .to_owned()
-}
-
-/// A command echoed before it runs, failing with its exit status.
-pub struct Cmd(Command);
-
-pub fn cmd(program: impl AsRef<OsStr>) -> Cmd {
-    let mut c = Command::new(program);
-    c.current_dir(workspace_root());
-    Cmd(c)
-}
-
-impl Cmd {
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        self.0.args(args);
-        self
-    }
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        self.0.arg(arg);
-        self
-    }
-    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
-        self.0.env(k, v);
-        self
-    }
-    /// Runs with stdout echoed live and test results counted.
-    pub fn run_counting_tests(mut self) -> anyhow::Result<(u64, u64)> {
-        use std::io::BufRead;
-        let shown = format!("{:?}", self.0).replace('"', "");
-        println!("+ {shown}");
-        let mut child = self.0.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
-        let (mut passed, mut failed) = (0, 0);
-        for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
-            let line = line?;
-            println!("{line}");
-            count_results(&line, &mut passed, &mut failed);
-        }
-        let status = child.wait()?;
-        if !status.success() && failed == 0 {
-            bail!("`{shown}` failed: {status}");
-        }
-        Ok((passed, failed))
-    }
-
-    pub fn run(mut self) -> anyhow::Result<()> {
-        let shown = format!("{:?}", self.0).replace('"', "");
-        println!("+ {shown}");
-        let status = self
-            .0
-            .stdin(Stdio::null())
-            .status()
-            .with_context(|| shown.clone())?;
-        if !status.success() {
-            bail!("`{shown}` failed: {status}");
-        }
-        Ok(())
-    }
-}
-
-pub fn require_root() -> anyhow::Result<()> {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("this needs root: it installs packages, loads eBPF probes and adds nft rules; run it with sudo");
-    }
-    Ok(())
-}
-
-pub fn build(release: bool) -> anyhow::Result<()> {
-    let mut c = cmd("cargo").args([
-        "build",
-        "--bins",
-        "-p",
-        "vigil-agent",
-        "-p",
-        "vigil-collector",
-    ]);
-    if release {
-        c = c.arg("--release");
-    }
-    c.run()
-}
-
-pub fn bin_dir(release: bool) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join(if release { "release" } else { "debug" })
-}
+use crate::{
+    cmd::{bin_dir, build, cmd, require_root, workspace_root},
+    setup,
+};
 
 pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
     require_root()?;
-    crate::setup::run()?;
+    setup::run()?;
     build(false)?;
     // The probes' crate builds its binary for bpf only: on the host, just the shared types.
     let suites = [
@@ -120,7 +24,14 @@ pub fn test(filter: Option<&str>) -> anyhow::Result<()> {
             c = c.arg(filter);
         }
         // End-to-end tests share nginx, nft and the probes' ports: one at a time.
-        let (p, f) = c.args(["--", "--test-threads=1"]).run_counting_tests()?;
+        let c = c.args(["--", "--test-threads=1"]);
+        let shown = c.shown();
+        let (mut p, mut f) = (0, 0);
+        let status = c.run_watching(|line| count_results(line, &mut p, &mut f))?;
+        // A failing run that reported no failed test failed to build or to start.
+        if !status.success() && f == 0 {
+            bail!("`{shown}` failed: {status}");
+        }
         (passed, failed) = (passed + p, failed + f);
     }
     println!("{passed} passed, {failed} failed");
@@ -158,7 +69,7 @@ fn count_results(line: &str, passed: &mut u64, failed: &mut u64) {
 /// to it (ports default to the local nginx's upstreams; extra args go to `vigil-agent run`).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     require_root()?;
-    crate::setup::run()?;
+    setup::run()?;
     build(true)?;
     let bins = bin_dir(true);
     let state = workspace_root().join("target/vigil-state");

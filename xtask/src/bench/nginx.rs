@@ -3,16 +3,24 @@
 //! without upstream keepalive, so every request opens a new upstream connection: the case
 //! the probes track. wrk drives it closed-loop; sides alternate in rounds and are compared
 //! within each round, as in the connect() benchmark.
+//!
+//! The e2e harness starts nginx too (tests/support/nginx.rs), for other ends: routes to
+//! test upstreams, timeouts, its error log read back, panics on failure. This one has a
+//! fixed shape (one worker, front and upstream in one config) and reports errors.
 use std::{
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 
-use crate::bench::{median, verdict, Agent, Consumer};
+use super::{
+    agent::{Agent, Consumer},
+    stats::{median, paired_median, verdict},
+};
+use crate::cmd::cmd;
 
 const ROUNDS: usize = 6;
 const WRK_SECONDS: u32 = 3;
@@ -25,7 +33,7 @@ const SIDES: [(&str, Option<Consumer>); 3] = [
     ("`trace`", Some(Consumer::Trace)),
 ];
 
-pub fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
+pub(super) fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
     let nginx = Nginx::start()?;
     // Warm up nginx and the page cache before the first measured round.
     wrk(nginx.front)?;
@@ -55,12 +63,7 @@ pub fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
         median(&mut rates[0].clone())
     );
     for side in 1..SIDES.len() {
-        let mut ratios: Vec<f64> = rates[side]
-            .iter()
-            .zip(&rates[0])
-            .map(|(a, o)| a / o)
-            .collect();
-        let ratio = median(&mut ratios);
+        let ratio = paired_median(&rates[side], &rates[0], |a, o| a / o);
         println!(
             "  agent as {:<9} {:.0} req/s, paired ratio {ratio:.3}: within 1% of no agent: {}",
             SIDES[side].0,
@@ -87,6 +90,8 @@ fn wrk(port: u16) -> anyhow::Result<f64> {
         .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))
 }
 
+/// nginx in the foreground with its own prefix in a temporary directory, stopped (and the
+/// directory removed) when dropped.
 struct Nginx {
     child: Child,
     front: u16,
@@ -94,29 +99,35 @@ struct Nginx {
     dir: PathBuf,
 }
 
+/// One worker; `front` proxies every request to `upstream`, a server block of the same
+/// nginx that answers 200 itself. Temp paths in the prefix: Debian's are /var/lib/nginx.
+fn config(dir: &Path, front: u16, upstream: u16) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log {d}/access.log;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         server {{ listen 127.0.0.1:{front}; location / {{ proxy_pass http://127.0.0.1:{upstream}; }} }}\n\
+         server {{ listen 127.0.0.1:{upstream} backlog=4096; access_log off; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+    )
+}
+
 impl Nginx {
+    /// Returns once the front port accepts connections.
     fn start() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("vigil-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let (front, upstream) = (free_port()?, free_port()?);
-        let d = dir.display();
-        let conf = format!(
-            "worker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log {d}/access.log;\n\
-             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{front}; location / {{ proxy_pass http://127.0.0.1:{upstream}; }} }}\n\
-             server {{ listen 127.0.0.1:{upstream} backlog=4096; access_log off; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf)?;
-        let child = Command::new("nginx")
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config(&dir, front, upstream))?;
+        let child = cmd("nginx")
             .arg("-p")
             .arg(&dir)
             .arg("-c")
-            .arg(dir.join("nginx.conf"))
+            .arg(&conf)
             .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
             .spawn()
             .context("starting nginx (installed by `cargo xtask setup`)")?;
         let nginx = Nginx {

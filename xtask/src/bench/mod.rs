@@ -1,0 +1,40 @@
+//! `cargo xtask bench probes | collector`. `probes` measures what the agent costs: connect()
+//! latency with and without the probes and the agent's CPU (connect.rs), then nginx's proxied
+//! requests/s with and without the agent (nginx.rs). `collector` runs the collector's bench
+//! target (ingest events/s and Loki encode lines/s on one core).
+//!
+//! Layers, arrows downward only: this file → connect.rs, nginx.rs → agent.rs (the agent as
+//! a child process), stats.rs (percentiles, verdicts, reports).
+mod agent;
+mod connect;
+mod nginx;
+mod stats;
+
+use crate::{
+    cmd::{bin_dir, build, cmd, require_root},
+    setup,
+};
+
+pub fn run(which: &str) -> anyhow::Result<()> {
+    match which {
+        "probes" => probes(),
+        "collector" => collector(),
+        other => anyhow::bail!("unknown benchmark `{other}` (available: probes, collector)"),
+    }
+}
+
+fn collector() -> anyhow::Result<()> {
+    cmd("cargo")
+        .args(["bench", "-p", "vigil-collector", "--bench", "collector"])
+        .run()
+}
+
+fn probes() -> anyhow::Result<()> {
+    require_root()?;
+    agent::refuse_other_agents()?;
+    setup::run()?;
+    build(true)?;
+    let agent_bin = bin_dir(true).join("vigil-agent");
+    connect::latency_and_agent_cpu(&agent_bin)?;
+    nginx::proxied_requests(&agent_bin)
+}
