@@ -1,4 +1,5 @@
-//! Probe timestamps are CLOCK_MONOTONIC (`bpf_ktime_get_ns`); records carry wall-clock time.
+//! Time: probe timestamps are CLOCK_MONOTONIC (`bpf_ktime_get_ns`) while records carry
+//! wall-clock time; civil dates to Unix time (nginx's logs) and back (RFC 3339 output).
 
 pub struct MonotonicClock {
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns, taken once at start.
@@ -75,8 +76,41 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Seconds since the Unix epoch for a UTC civil time (H. Hinnant's days_from_civil).
+pub fn civil_to_unix(
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+) -> Option<i64> {
+    let valid =
+        (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && min < 60 && sec <= 60;
+    if !valid {
+        return None;
+    }
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + i64::from(hour) * 3_600 + i64::from(min) * 60 + i64::from(sec))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::civil_to_unix;
+
+    #[test]
+    fn epoch_conversion() {
+        assert_eq!(civil_to_unix(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(civil_to_unix(2000, 2, 29, 12, 0, 0), Some(951_825_600));
+        assert_eq!(civil_to_unix(2024, 0, 1, 0, 0, 0), None);
+    }
+
     #[test]
     fn formats_utc() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000Z");

@@ -6,27 +6,22 @@ use std::collections::BTreeSet;
 use anyhow::bail;
 use tracing::warn;
 
+use vigil_wire::ProcessRole;
+
 use crate::{
     clock::MonotonicClock,
-    nginx_view::{LogEvent, NginxView},
-    probes::Probes,
-    procs::{ProcSampler, ProcessSample},
-    tracker::{comm_str, ConnectionRecord},
-    upstreams::{ProcessExitInfo, UpstreamChange, UpstreamTracker},
+    host::{
+        sampler::{ProcSampler, ProcessSample},
+        upstreams::{UpstreamChange, UpstreamTracker},
+    },
+    nginx::view::{LogEvent, NginxView},
+    probes::{connection::ConnectionRecord, exit::ProcessExitInfo, Probes},
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    NginxMaster,
-    NginxWorker,
-    UpstreamOwner,
-    UpstreamWorker,
-}
 
 #[derive(Debug, Clone)]
 pub struct RoledSample {
     pub sample: ProcessSample,
-    pub role: Role,
+    pub role: ProcessRole,
     /// The upstream port served (None for nginx's own processes).
     pub port: Option<u16>,
 }
@@ -80,15 +75,7 @@ impl NodeWatcher {
             let clock = &self.clock;
             p.drain_connections(|ev| on_connection(ConnectionRecord::from_event(&ev, clock)));
             let tracker = &mut self.tracker;
-            p.drain_exits(|ev| {
-                let at = clock.unix_ns(ev.ts_ns);
-                tracker.record_exit(ProcessExitInfo::from_exit_code(
-                    ev.tgid,
-                    comm_str(&ev.comm),
-                    at,
-                    ev.exit_code,
-                ));
-            });
+            p.drain_exits(|ev| tracker.record_exit(ProcessExitInfo::from_event(&ev, clock)));
         }
         self.nginx
             .as_mut()
@@ -107,15 +94,15 @@ impl NodeWatcher {
 
     /// CPU/RSS of upstream owners and workers and of nginx, with their roles.
     pub fn sample(&mut self) -> Vec<RoledSample> {
-        let mut wanted: Vec<(u32, Role, Option<u16>)> = Vec::new();
+        let mut wanted: Vec<(u32, ProcessRole, Option<u16>)> = Vec::new();
         for state in self.tracker.states() {
             let Some(l) = &state.listener else { continue };
             let owner = l.owner.as_ref().map(|o| o.pid);
             if let Some(pid) = owner {
-                wanted.push((pid, Role::UpstreamOwner, Some(state.port)));
+                wanted.push((pid, ProcessRole::UpstreamOwner, Some(state.port)));
             }
             for &pid in l.worker_pids.iter().filter(|&&p| Some(p) != owner) {
-                wanted.push((pid, Role::UpstreamWorker, Some(state.port)));
+                wanted.push((pid, ProcessRole::UpstreamWorker, Some(state.port)));
             }
         }
         if let Some(n) = &self.nginx {
@@ -123,9 +110,9 @@ impl NodeWatcher {
             let masters = n.master_pids();
             wanted.extend(pids.into_iter().map(|pid| {
                 let role = if masters.contains(&pid) {
-                    Role::NginxMaster
+                    ProcessRole::NginxMaster
                 } else {
-                    Role::NginxWorker
+                    ProcessRole::NginxWorker
                 };
                 (pid, role, None)
             }));

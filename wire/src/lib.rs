@@ -10,10 +10,13 @@
 pub mod backoff;
 mod messages;
 pub mod spool;
+pub mod token;
 
 pub use messages::*;
 use prost::Message;
 
+/// Where agents POST batches on the collector.
+pub const INGEST_PATH: &str = "/api/v1/ingest";
 /// Content type of an ingest request body.
 pub const CONTENT_TYPE: &str = "application/x-vigil-batch+snappy";
 

@@ -3,7 +3,7 @@
 /// One POST from an agent.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Batch {
-    /// Stable per agent process: `node/boot-id-or-random`; with `sequence`, the dedupe key.
+    /// Unique per agent process: `node/start-ms-pid`; with `sequence`, the dedupe key.
     #[prost(string, tag = "1")]
     pub agent_id: String,
     /// Starts at 1 for each agent_id and increases by one per batch.
@@ -50,6 +50,19 @@ impl ConnectResult {
         Self::Unreachable,
         Self::Error,
     ];
+
+    /// The cause an errno names, for the probes' `sk_err` and nginx's `(111: ...)` alike.
+    /// Numbers are Linux's (x86 and arm share them): ECONNREFUSED 111, ETIMEDOUT 110,
+    /// ENETUNREACH 101, EHOSTDOWN 112, EHOSTUNREACH 113, ECONNRESET 104.
+    pub fn from_errno(errno: i32) -> Option<ConnectResult> {
+        Some(match errno {
+            111 => Self::Refused,
+            110 => Self::Timeout,
+            101 | 112 | 113 => Self::Unreachable,
+            104 => Self::Reset,
+            _ => return None,
+        })
+    }
 
     /// The `result` label value.
     pub fn label(self) -> &'static str {

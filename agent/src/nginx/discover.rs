@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-use crate::proc_files;
+use crate::host::proc_files;
 
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
 /// How long `nginx -T` may run; resolving upstream hostnames can be slow.

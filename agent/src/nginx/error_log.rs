@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use crate::tracker::{errno_outcome, ConnectOutcome};
+use vigil_wire::ConnectResult;
+
+use crate::clock::civil_to_unix;
 
 /// Length of `2026/11/25 10:13:58`.
 const TIME_LEN: usize = 19;
@@ -175,23 +177,24 @@ fn classify(
         return Some(UpstreamError::PrematureClose);
     }
     // The same errno → cause mapping the probes use for a failed connect.
-    Some(match errno.and_then(errno_outcome) {
-        Some(ConnectOutcome::Refused) => UpstreamError::Refused,
-        Some(ConnectOutcome::Timeout) => UpstreamError::TimedOut,
-        Some(ConnectOutcome::Reset) => UpstreamError::Reset,
-        Some(ConnectOutcome::Unreachable) => UpstreamError::Unreachable,
+    Some(match errno.and_then(ConnectResult::from_errno) {
+        Some(ConnectResult::Refused) => UpstreamError::Refused,
+        Some(ConnectResult::Timeout) => UpstreamError::TimedOut,
+        Some(ConnectResult::Reset) => UpstreamError::Reset,
+        Some(ConnectResult::Unreachable) => UpstreamError::Unreachable,
         _ => UpstreamError::Other { errno },
     })
 }
 
 impl UpstreamError {
-    /// The `upstream_error` label, the same as the `kind` this serializes with.
+    /// The `upstream_error` label, the same as the `kind` this serializes with; the causes a
+    /// connect can have use the connect result's label.
     pub fn label(&self) -> &'static str {
         match self {
-            UpstreamError::Refused => "refused",
-            UpstreamError::TimedOut => "timeout",
-            UpstreamError::Reset => "reset",
-            UpstreamError::Unreachable => "unreachable",
+            UpstreamError::Refused => ConnectResult::Refused.label(),
+            UpstreamError::TimedOut => ConnectResult::Timeout.label(),
+            UpstreamError::Reset => ConnectResult::Reset.label(),
+            UpstreamError::Unreachable => ConnectResult::Unreachable.label(),
             UpstreamError::NoLiveUpstreams => "no_live_upstreams",
             UpstreamError::PrematureClose => "premature_close",
             UpstreamError::Other { .. } => "error",
@@ -302,30 +305,6 @@ fn parse_time(t: &str) -> Option<i64> {
         num(14, 16)?,
         num(17, 19)?,
     )
-}
-
-/// Seconds since the Unix epoch for a UTC civil time (H. Hinnant's days_from_civil).
-pub(crate) fn civil_to_unix(
-    year: u32,
-    month: u32,
-    day: u32,
-    hour: u32,
-    min: u32,
-    sec: u32,
-) -> Option<i64> {
-    let valid =
-        (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && min < 60 && sec <= 60;
-    if !valid {
-        return None;
-    }
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + i64::from(hour) * 3_600 + i64::from(min) * 60 + i64::from(sec))
 }
 
 #[cfg(test)]
@@ -466,12 +445,5 @@ mod tests {
         }
         let e = parse_error_line("2026/11/25 12:51:12 [érror] 1#1: x\n").unwrap_err();
         assert_eq!(e.reason, "unknown level");
-    }
-
-    #[test]
-    fn epoch_conversion() {
-        assert_eq!(civil_to_unix(1970, 1, 1, 0, 0, 0), Some(0));
-        assert_eq!(civil_to_unix(2000, 2, 29, 12, 0, 0), Some(951_825_600));
-        assert_eq!(civil_to_unix(2024, 0, 1, 0, 0, 0), None);
     }
 }

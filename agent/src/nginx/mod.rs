@@ -1,11 +1,13 @@
-//! nginx integration: find the running nginx, read its configuration, and
-//! follow and parse its error/access logs to explain 502/504 responses.
+//! nginx as the agent sees it: find the running masters (`discover`), read their
+//! configuration (`config`), follow and parse their logs (`tail`, `error_log`, `access_log`),
+//! and the view that ties them together for the commands (`view`).
 
 pub mod access_log;
 pub mod config;
 pub mod discover;
 pub mod error_log;
 pub mod tail;
+pub mod view;
 
 pub use access_log::{
     AccessLogParseError, AccessLogRecord, FormatError, LogFormat, UpstreamValues,

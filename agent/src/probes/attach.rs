@@ -1,4 +1,4 @@
-//! Attaching: struct offsets from BTF into `SETTINGS`, then for each capability the first
+//! Attaching: struct offsets from BTF into `OFFSETS`, then for each capability the first
 //! program that attaches; a classic tracepoint only if its record layout is the expected one.
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,16 +11,16 @@ use aya::{
     Ebpf,
 };
 use tracing::{debug, warn};
-use vigil_agent_ebpf::fields::LAYOUTS;
+use vigil_agent_ebpf::{layouts::LAYOUTS, offsets};
 
 use super::{
-    catalog::{Attach, ProbeOption, CORE_CAPABILITY, OFFSETS, PROBES_BY_CAPABILITY},
-    host::TRACEFS,
+    btf::KernelBtf,
+    catalog::{Attach, ProbeOption, CORE_CAPABILITY, PROBES_BY_CAPABILITY},
+    prerequisites::TRACEFS,
     Capabilities, ProbeError,
 };
-use crate::btf::KernelBtf;
 
-/// Writes the offsets found in BTF to `SETTINGS`; returns the indices that are set.
+/// Writes the offsets found in BTF to `OFFSETS`; returns the indices that are set.
 pub(super) fn write_offsets(
     ebpf: &mut Ebpf,
     caps: &mut Capabilities,
@@ -32,13 +32,13 @@ pub(super) fn write_offsets(
             None
         }
     };
-    let map = ebpf.map_mut("SETTINGS").expect("map in object");
-    let mut settings: Array<_, u64> =
-        Array::try_from(map).map_err(|e| ProbeError::Map("SETTINGS", e))?;
+    let map = ebpf.map_mut("OFFSETS").expect("map in object");
+    let mut table: Array<_, u64> =
+        Array::try_from(map).map_err(|e| ProbeError::Map("OFFSETS", e))?;
     let mut known = BTreeSet::new();
     // A capability is there when all its members are: one report per capability.
     let mut missing: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    for &(index, capability, path) in OFFSETS {
+    for &(index, capability, path) in offsets::PATHS {
         let offset = btf.as_ref().and_then(|b| {
             path.iter()
                 .map(|(s, m)| b.member_offset(s, m))
@@ -48,9 +48,9 @@ pub(super) fn write_offsets(
         match offset {
             Some(offset) => {
                 // Stored as offset + 1: 0 means unknown to the probes.
-                settings
+                table
                     .set(index, offset + 1, 0)
-                    .map_err(|e| ProbeError::Map("SETTINGS", e))?;
+                    .map_err(|e| ProbeError::Map("OFFSETS", e))?;
                 known.insert(index);
             }
             None => {

@@ -1,6 +1,7 @@
 //! What the agent asks of the kernel: for each capability the programs that can serve it,
-//! best first, and the struct offsets the probes read (looked up in BTF).
-use vigil_agent_ebpf::setting;
+//! best first. (The struct offsets they read, and where BTF has them, are in
+//! `vigil_agent_ebpf::offsets`.)
+use vigil_agent_ebpf::offsets;
 
 pub(super) enum Attach {
     Classic(&'static str, &'static str),
@@ -44,7 +45,7 @@ pub(super) const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
             ProbeOption::raw(
                 "inet_sock_set_state_raw",
                 "inet_sock_set_state",
-                setting::SOCK_FIELDS,
+                offsets::SOCK_FIELDS,
             ),
             ProbeOption::classic("inet_sock_set_state", "sock", "inet_sock_set_state"),
         ],
@@ -83,7 +84,7 @@ pub(super) const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
             ProbeOption::raw(
                 "tcp_probe_raw",
                 "tcp_probe",
-                &[setting::SKB_LEN, setting::SKB_DATA],
+                &[offsets::SKB_LEN, offsets::SKB_DATA],
             ),
             ProbeOption::classic("tcp_probe", "tcp", "tcp_probe"),
         ],
@@ -96,71 +97,4 @@ pub(super) const PROBES_BY_CAPABILITY: &[(&str, &[ProbeOption])] = &[
             "sched_process_exit",
         )],
     ),
-];
-
-/// (setting index, capability, [(struct, member)] whose offsets add up).
-pub(super) type OffsetPath = (u32, &'static str, &'static [(&'static str, &'static str)]);
-
-/// `struct sock` starts with its `sock_common`.
-const SK_COMMON: (&str, &str) = ("sock", "__sk_common");
-
-pub(super) const OFFSETS: &[OffsetPath] = &[
-    (setting::SOCK_SK_ERR, "connect_errno", &[("sock", "sk_err")]),
-    (
-        setting::TASK_EXIT_CODE,
-        "exit_status",
-        &[("task_struct", "exit_code")],
-    ),
-    (
-        setting::TCP_BYTES_SENT,
-        "bytes_sent",
-        &[("tcp_sock", "bytes_sent")],
-    ),
-    (
-        setting::TCP_BYTES_RECEIVED,
-        "bytes_received",
-        &[("tcp_sock", "bytes_received")],
-    ),
-    (
-        setting::SOCK_FAMILY,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_family")],
-    ),
-    (
-        setting::SOCK_DPORT,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_dport")],
-    ),
-    (
-        setting::SOCK_SPORT,
-        "socket_fields",
-        &[("inet_sock", "inet_sport")],
-    ),
-    (
-        setting::SOCK_DADDR,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_daddr")],
-    ),
-    (
-        setting::SOCK_SADDR,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_rcv_saddr")],
-    ),
-    (
-        setting::SOCK_V6_DADDR,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_v6_daddr")],
-    ),
-    (
-        setting::SOCK_V6_SADDR,
-        "socket_fields",
-        &[SK_COMMON, ("sock_common", "skc_v6_rcv_saddr")],
-    ),
-    (
-        setting::SOCK_PROTOCOL,
-        "socket_fields",
-        &[("sock", "sk_protocol")],
-    ),
-    (setting::SKB_LEN, "segment_fields", &[("sk_buff", "len")]),
-    (setting::SKB_DATA, "segment_fields", &[("sk_buff", "data")]),
 ];

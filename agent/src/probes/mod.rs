@@ -9,14 +9,17 @@ use aya::{
 };
 use serde::Serialize;
 use tracing::warn;
-use vigil_agent_ebpf::{stat, ConnectionClosed, ProcessExit, PORT_BITMAP_WORDS};
+use vigil_agent_ebpf::{connection::PORT_BITMAP_WORDS, stats, ConnectionClosed, ProcessExit};
 
 use attach::{attach_all, write_offsets};
-use host::{check_privileges, ensure_tracefs, relax_memlock, TRACEFS};
+use prerequisites::{check_privileges, ensure_tracefs, relax_memlock, TRACEFS};
 
 mod attach;
+pub mod btf;
 mod catalog;
-mod host;
+pub mod connection;
+pub mod exit;
+mod prerequisites;
 
 static PROBES: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil-probes"));
 
@@ -150,10 +153,10 @@ impl Probes {
         };
         let sum = |index: u32| map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
         ProbeStats {
-            events_lost: sum(stat::EVENTS_LOST),
-            track_failed: sum(stat::TRACK_FAILED),
-            connects_seen: sum(stat::CONNECTS_SEEN),
-            exits_lost: sum(stat::EXITS_LOST),
+            events_lost: sum(stats::EVENTS_LOST),
+            track_failed: sum(stats::TRACK_FAILED),
+            connects_seen: sum(stats::CONNECTS_SEEN),
+            exits_lost: sum(stats::EXITS_LOST),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Just enough of a BTF reader to find struct member offsets in the kernel's
 //! /sys/kernel/btf/vmlinux: Rust eBPF has no CO-RE relocations, so the agent looks the
-//! offsets up here and hands them to the probes through the `SETTINGS` map.
+//! offsets up here and hands them to the probes through the `OFFSETS` map.
 use std::{collections::HashMap, path::Path};
 
 #[derive(Debug, thiserror::Error)]

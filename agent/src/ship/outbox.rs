@@ -5,12 +5,10 @@ use std::time::{Duration, Instant};
 use vigil_wire as wire;
 
 use crate::{
-    nginx::UpstreamError,
-    nginx_view::LogEvent,
-    owners::ProcessIdentity,
-    tracker::ConnectionRecord,
-    upstreams::{ProcessExitInfo, UpstreamState},
-    watch::{Role, RoledSample},
+    host::{owners::ProcessIdentity, upstreams::UpstreamState},
+    nginx::{view::LogEvent, UpstreamError},
+    probes::{connection::ConnectionRecord, exit::ProcessExitInfo},
+    watch::RoledSample,
 };
 
 pub struct Outbox {
@@ -79,7 +77,6 @@ impl Outbox {
 }
 
 pub fn connection(r: ConnectionRecord) -> wire::ConnectionOutcome {
-    let result = wire::ConnectResult::from(r.result);
     let us = |ms: f64| (ms * 1000.0).round() as u64;
     wire::ConnectionOutcome {
         unix_ns: r.unix_ns as i64,
@@ -87,7 +84,7 @@ pub fn connection(r: ConnectionRecord) -> wire::ConnectionOutcome {
         comm: r.comm,
         src: r.src.to_string(),
         dst: r.dst.to_string(),
-        result: result as i32,
+        result: r.result as i32,
         errno: r.errno.unwrap_or(0),
         connect_us: us(r.connect_ms),
         first_byte_us: r.first_byte_ms.map(us),
@@ -141,16 +138,10 @@ pub fn upstream(s: &UpstreamState) -> wire::UpstreamStatus {
 }
 
 pub fn process(s: &RoledSample) -> wire::ProcessSample {
-    let role = match s.role {
-        Role::NginxMaster => wire::ProcessRole::NginxMaster,
-        Role::NginxWorker => wire::ProcessRole::NginxWorker,
-        Role::UpstreamOwner => wire::ProcessRole::UpstreamOwner,
-        Role::UpstreamWorker => wire::ProcessRole::UpstreamWorker,
-    };
     wire::ProcessSample {
         pid: s.sample.pid,
         comm: s.sample.comm.clone(),
-        role: role as i32,
+        role: s.role as i32,
         upstream_port: s.port.map_or(0, u32::from),
         cpu_ratio: s.sample.cpu_ratio,
         rss_bytes: s.sample.rss_bytes,

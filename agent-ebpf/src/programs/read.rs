@@ -1,22 +1,22 @@
 //! Reading what the kernel hands the programs: classic tracepoint records (direct loads) and
-//! kernel structs at the offsets the agent found in BTF (`SETTINGS`).
+//! kernel structs at the offsets the agent found in BTF (`OFFSETS`).
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext, EbpfContext};
 
-use crate::maps::setting;
+use crate::maps::offset;
 
 /// A field of a classic tracepoint record: a direct load, no helper call.
 ///
-/// SAFETY: `offset` must be a naturally aligned field of the record (see `fields`).
+/// SAFETY: `offset` must be a naturally aligned field of the record (see `layouts`).
 #[inline(always)]
 pub unsafe fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { *(ctx.as_ptr() as *const u8).add(offset).cast::<T>() }
 }
 
-/// The `T` at `base + SETTINGS[which]`; `None` when the offset is unknown or the read faults.
+/// The `T` at `base + OFFSETS[which]`; `None` when the offset is unknown or the read faults.
 ///
-/// SAFETY: `base` must point to the struct the setting's offset belongs to.
+/// SAFETY: `base` must point to the struct the offset belongs to.
 #[inline(always)]
 pub unsafe fn kernel_field<T>(base: u64, which: u32) -> Option<T> {
-    let offset = setting(which)?;
+    let offset = offset(which)?;
     unsafe { bpf_probe_read_kernel((base as usize + offset) as *const T) }.ok()
 }

@@ -15,7 +15,7 @@ mod exchange;
 mod maps;
 mod owner;
 mod read;
-mod sockets;
+mod socket_table;
 
 #[cfg(not(test))]
 #[panic_handler]

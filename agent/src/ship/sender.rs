@@ -31,7 +31,7 @@ struct Shared {
     stopping: AtomicBool,
 }
 
-pub struct Shipper {
+pub struct BatchSender {
     shared: Arc<Shared>,
     pub stats: Arc<ShipStats>,
     thread: Option<JoinHandle<()>>,
@@ -43,21 +43,25 @@ enum Outcome {
     Retry(String),
 }
 
-impl Shipper {
-    pub fn start(collector: &str, token: Option<String>, spool: Spool) -> Shipper {
+impl BatchSender {
+    pub fn start(collector: &str, token: Option<String>, spool: Spool) -> BatchSender {
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
         });
         let stats = Arc::new(ShipStats::default());
-        let url = format!("{}/api/v1/ingest", collector.trim_end_matches('/'));
+        let url = format!(
+            "{}{}",
+            collector.trim_end_matches('/'),
+            vigil_wire::INGEST_PATH
+        );
         let (s, st) = (shared.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("vigil-ship".into())
             .spawn(move || send_loop(&url, token.as_deref(), &s, &st))
             .expect("spawn shipper thread");
-        Shipper {
+        BatchSender {
             shared,
             stats,
             thread: Some(thread),

@@ -7,12 +7,12 @@ use aya_ebpf::{
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
-use vigil_agent_ebpf::{fields::tcp_probe as tp, setting};
+use vigil_agent_ebpf::{layouts::tcp_probe as tp, offsets};
 
 use crate::{
     maps::now_ns,
     read::{kernel_field, record},
-    sockets::tracked,
+    socket_table::tracked,
 };
 
 #[raw_tracepoint(tracepoint = "tcp_sendmsg_locked")]
@@ -51,8 +51,8 @@ pub fn tcp_probe_raw(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 unsafe fn segment_carries_data(skb: u64) -> bool {
     let (Some(len), Some(header)) = (
-        unsafe { kernel_field::<u32>(skb, setting::SKB_LEN) },
-        unsafe { kernel_field::<u64>(skb, setting::SKB_DATA) },
+        unsafe { kernel_field::<u32>(skb, offsets::SKB_LEN) },
+        unsafe { kernel_field::<u64>(skb, offsets::SKB_DATA) },
     ) else {
         return false;
     };

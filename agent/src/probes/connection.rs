@@ -1,42 +1,13 @@
-//! Turns what the probes recorded about one socket into a `ConnectionRecord`: the connect
-//! outcome and its cause, connect time, time to first response byte and silent closes.
+//! Decodes what the probes recorded about one socket (`ConnectionClosed`, see
+//! `vigil_agent_ebpf::connection`) into a `ConnectionRecord`: the connect result and its
+//! cause, connect time, time to first response byte and silent closes.
 use std::net::SocketAddr;
 
 use serde::Serialize;
 use vigil_agent_ebpf::{conn_flags, tcp_state, ConnectionClosed};
+use vigil_wire::ConnectResult;
 
-use crate::{clock::MonotonicClock, listeners::ip_from};
-
-/// How a connect to an upstream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectOutcome {
-    Ok,
-    Refused,
-    Timeout,
-    Reset,
-    Unreachable,
-    Error,
-}
-
-impl ConnectOutcome {
-    pub fn as_str(self) -> &'static str {
-        vigil_wire::ConnectResult::from(self).label()
-    }
-}
-
-impl From<ConnectOutcome> for vigil_wire::ConnectResult {
-    fn from(o: ConnectOutcome) -> Self {
-        match o {
-            ConnectOutcome::Ok => Self::Ok,
-            ConnectOutcome::Refused => Self::Refused,
-            ConnectOutcome::Timeout => Self::Timeout,
-            ConnectOutcome::Reset => Self::Reset,
-            ConnectOutcome::Unreachable => Self::Unreachable,
-            ConnectOutcome::Error => Self::Error,
-        }
-    }
-}
+use crate::{clock::MonotonicClock, host::listeners::ip_from};
 
 /// Who ended an established connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,7 +29,8 @@ pub struct ConnectionRecord {
     pub comm: String,
     pub src: SocketAddr,
     pub dst: SocketAddr,
-    pub result: ConnectOutcome,
+    #[serde(serialize_with = "serialize_result")]
+    pub result: ConnectResult,
     /// `sk_err` when the kernel recorded one (111, 110, 104, 113, ...).
     pub errno: Option<i32>,
     /// Handshake time for `ok`; time until the connect failed or was abandoned otherwise.
@@ -82,26 +54,19 @@ pub struct ConnectionRecord {
 /// sk_err is set before the socket moves to CLOSE when the kernel gives up (RST, ICMP, SYN
 /// retries exhausted). sk_err 0 means the application closed the socket while SYNs were
 /// unanswered: nginx abandoning at `proxy_connect_timeout`, i.e. a timeout.
-pub fn failed_connect_outcome(sk_err: i32, flags: u32) -> ConnectOutcome {
-    match errno_outcome(sk_err) {
-        Some(outcome) => outcome,
+pub fn failed_connect_result(sk_err: i32, flags: u32) -> ConnectResult {
+    match ConnectResult::from_errno(sk_err) {
+        Some(result) => result,
         // Unknown sk_err offset: an RST answering a SYN is a refusal.
-        None if flags & conn_flags::RESET_RECEIVED != 0 => ConnectOutcome::Refused,
-        None if sk_err == 0 || sk_err == -1 => ConnectOutcome::Timeout,
-        None => ConnectOutcome::Error,
+        None if flags & conn_flags::RESET_RECEIVED != 0 => ConnectResult::Refused,
+        None if sk_err == 0 || sk_err == -1 => ConnectResult::Timeout,
+        None => ConnectResult::Error,
     }
 }
 
-/// The cause an errno names, for the probes' `sk_err` and nginx's `(111: ...)` alike.
-pub fn errno_outcome(errno: i32) -> Option<ConnectOutcome> {
-    use libc::{ECONNREFUSED, ECONNRESET, EHOSTDOWN, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT};
-    Some(match errno {
-        ECONNREFUSED => ConnectOutcome::Refused,
-        ETIMEDOUT => ConnectOutcome::Timeout,
-        ENETUNREACH | EHOSTUNREACH | EHOSTDOWN => ConnectOutcome::Unreachable,
-        ECONNRESET => ConnectOutcome::Reset,
-        _ => return None,
-    })
+/// `trace` prints the result as its metric label.
+fn serialize_result<S: serde::Serializer>(r: &ConnectResult, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.label())
 }
 
 fn millis(from_ns: u64, to_ns: u64) -> f64 {
@@ -112,20 +77,15 @@ fn addr(family: u16, bytes: [u8; 16], port: u16) -> SocketAddr {
     SocketAddr::new(ip_from(family == libc::AF_INET as u16, bytes), port)
 }
 
-pub fn comm_str(comm: &[u8; 16]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
-}
-
 impl ConnectionRecord {
     pub fn from_event(ev: &ConnectionClosed, clock: &MonotonicClock) -> Self {
         let c = &ev.conn;
         let established = c.flags & conn_flags::ESTABLISHED != 0;
         let reset = c.flags & conn_flags::RESET_RECEIVED != 0;
         let result = if established && ev.old_state != tcp_state::SYN_SENT {
-            ConnectOutcome::Ok
+            ConnectResult::Ok
         } else {
-            failed_connect_outcome(ev.sk_err, c.flags)
+            failed_connect_result(ev.sk_err, c.flags)
         };
         let closed_by = established.then_some(if reset {
             ClosedBy::Reset
@@ -143,7 +103,7 @@ impl ConnectionRecord {
             (c.first_byte_ns != 0 && established).then(|| millis(request_ns, c.first_byte_ns));
         let silent_close =
             closed_by == Some(ClosedBy::Client) && c.first_send_ns != 0 && c.first_byte_ns == 0;
-        let connect_end = if result == ConnectOutcome::Ok {
+        let connect_end = if result == ConnectResult::Ok {
             c.established_ns
         } else {
             ev.closed_ns
@@ -152,7 +112,7 @@ impl ConnectionRecord {
             unix_ns: clock.unix_ns(c.connect_ns),
             pid: c.tgid,
             tid: c.pid,
-            comm: comm_str(&c.comm),
+            comm: super::exit::comm_str(&c.comm),
             src: addr(ev.family, ev.saddr, ev.sport),
             dst: addr(ev.family, ev.daddr, c.dport),
             result,
@@ -209,16 +169,13 @@ mod tests {
     fn failed_connects_are_classified_by_errno() {
         let clock = MonotonicClock::now();
         let rec = |flags, err| ConnectionRecord::from_event(&event(flags, 2, err), &clock).result;
-        assert_eq!(
-            rec(conn_flags::RESET_RECEIVED, 111),
-            ConnectOutcome::Refused
-        );
-        assert_eq!(rec(conn_flags::RESET_RECEIVED, -1), ConnectOutcome::Refused);
-        assert_eq!(rec(0, 110), ConnectOutcome::Timeout);
-        assert_eq!(rec(0, 0), ConnectOutcome::Timeout, "abandoned by nginx");
-        assert_eq!(rec(0, 113), ConnectOutcome::Unreachable);
-        assert_eq!(rec(0, 101), ConnectOutcome::Unreachable);
-        assert_eq!(rec(0, 12), ConnectOutcome::Error);
+        assert_eq!(rec(conn_flags::RESET_RECEIVED, 111), ConnectResult::Refused);
+        assert_eq!(rec(conn_flags::RESET_RECEIVED, -1), ConnectResult::Refused);
+        assert_eq!(rec(0, 110), ConnectResult::Timeout);
+        assert_eq!(rec(0, 0), ConnectResult::Timeout, "abandoned by nginx");
+        assert_eq!(rec(0, 113), ConnectResult::Unreachable);
+        assert_eq!(rec(0, 101), ConnectResult::Unreachable);
+        assert_eq!(rec(0, 12), ConnectResult::Error);
     }
 
     #[test]
@@ -228,7 +185,7 @@ mod tests {
         let mut ev = event(flags, tcp_state::CLOSE_WAIT, 0);
         ev.conn.first_send_ns = 1_600_000;
         let r = ConnectionRecord::from_event(&ev, &clock);
-        assert_eq!(r.result, ConnectOutcome::Ok);
+        assert_eq!(r.result, ConnectResult::Ok);
         assert!(r.silent_close);
         assert_eq!(r.first_byte_ms, None);
         assert_eq!(r.connect_ms, 0.5);

@@ -8,7 +8,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::proc_files;
+use super::proc_files;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ProcessIdentity {
@@ -203,7 +203,7 @@ mod tests {
     fn finds_who_holds_our_listener() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let l = crate::listeners::tcp_listeners()
+        let l = crate::host::listeners::tcp_listeners()
             .unwrap()
             .into_iter()
             .find(|l| l.addr.port() == port)

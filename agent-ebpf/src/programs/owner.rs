@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use vigil_agent_ebpf::{fields, setting, stat, ProcessExit};
+use vigil_agent_ebpf::{layouts, offsets, stats, ProcessExit};
 
 use crate::{
     maps::{count, now_ns, EXIT_EVENTS, WATCHED_PIDS},
@@ -22,14 +22,14 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: offset from the tracepoint's format file.
-    if unsafe { record::<u8>(&ctx, fields::sched_process_exit::GROUP_DEAD) } == 0 {
+    if unsafe { record::<u8>(&ctx, layouts::sched_process_exit::GROUP_DEAD) } == 0 {
         return 0;
     }
     // SAFETY: `current` is valid while it runs; offset from BTF.
-    let exit_code = unsafe { kernel_field::<i32>(bpf_get_current_task(), setting::TASK_EXIT_CODE) }
+    let exit_code = unsafe { kernel_field::<i32>(bpf_get_current_task(), offsets::TASK_EXIT_CODE) }
         .unwrap_or(-1);
     let Some(mut entry) = EXIT_EVENTS.reserve::<ProcessExit>(0) else {
-        count(stat::EXITS_LOST);
+        count(stats::EXITS_LOST);
         return 0;
     };
     entry.write(ProcessExit {

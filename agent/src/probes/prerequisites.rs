@@ -4,7 +4,7 @@ use std::path::Path;
 use tracing::{debug, info};
 
 use super::ProbeError;
-use crate::proc_files;
+use crate::host::proc_files;
 
 pub(super) const TRACEFS: &str = "/sys/kernel/tracing";
 

@@ -11,10 +11,11 @@ use std::{
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::{
+use super::{
     listeners::{tcp_listeners, Listener},
     owners::{identity, ProcessIdentity, ProcessTable},
 };
+use crate::probes::exit::ProcessExitInfo;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ListenerState {
@@ -27,38 +28,6 @@ pub struct ListenerState {
     pub worker_pids: Vec<u32>,
     #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
     pub since: i128,
-}
-
-/// How a process ended, from `task->exit_code`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ProcessExitInfo {
-    pub pid: u32,
-    pub comm: String,
-    #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
-    pub at: i128,
-    /// Exit status of a normal exit.
-    pub status: Option<i32>,
-    /// Signal that killed it.
-    pub signal: Option<i32>,
-}
-
-impl ProcessExitInfo {
-    pub fn from_exit_code(pid: u32, comm: String, at: i128, exit_code: i32) -> Self {
-        let (status, signal) = if exit_code < 0 {
-            (None, None)
-        } else if exit_code & 0x7f != 0 {
-            (None, Some(exit_code & 0x7f))
-        } else {
-            (Some((exit_code >> 8) & 0xff), None)
-        };
-        ProcessExitInfo {
-            pid,
-            comm,
-            at,
-            status,
-            signal,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -240,16 +209,6 @@ fn listener_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_codes_decode_into_status_or_signal() {
-        let exit = |code| ProcessExitInfo::from_exit_code(1, "x".into(), 0, code);
-        assert_eq!(exit(1 << 8).status, Some(1));
-        assert_eq!(exit(0).status, Some(0));
-        assert_eq!(exit(9).signal, Some(9));
-        assert_eq!(exit(9).status, None);
-        assert_eq!(exit(-1).status, None);
-    }
 
     #[test]
     fn sees_a_listener_come_and_go() {

@@ -1,10 +1,11 @@
-//! Per-process CPU and memory from procfs: CPU ratio is the utime+stime delta over the wall
-//! time between two samples (1.0 = one core busy), keyed by (pid, starttime) so a reused pid
-//! never inherits another process's history.
-use std::{collections::HashMap, time::Instant};
+//! Per-process CPU and memory from /proc/PID/stat: CPU ratio is the utime+stime delta over
+//! the wall time between two samples (1.0 = one core busy), keyed by (pid, starttime) so a
+//! reused pid never inherits another process's history.
+use std::{collections::HashMap, path::Path, time::Instant};
 
-use procfs::process::Process;
 use serde::Serialize;
+
+use super::proc_files::ProcStat;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessSample {
@@ -26,13 +27,16 @@ pub struct ProcSampler {
 impl ProcSampler {
     /// Sample `pids`; processes that are gone are skipped.
     pub fn sample(&mut self, pids: &[u32]) -> Vec<ProcessSample> {
-        let ticks_per_sec = procfs::ticks_per_second() as f64;
-        let page = procfs::page_size();
+        // SAFETY: sysconf has no preconditions.
+        let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        // SAFETY: as above.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        let proc_root = Path::new("/proc");
         let now = Instant::now();
         let mut seen = HashMap::new();
         let mut samples = Vec::new();
         for &pid in pids {
-            let Ok(stat) = Process::new(pid as i32).and_then(|p| p.stat()) else {
+            let Some(stat) = ProcStat::read(&proc_root.join(pid.to_string())) else {
                 continue;
             };
             let ticks = stat.utime + stat.stime;
@@ -50,7 +54,7 @@ impl ProcSampler {
                 comm: stat.comm.clone(),
                 state: stat.state,
                 cpu_ratio,
-                rss_bytes: stat.rss * page,
+                rss_bytes: stat.rss_pages * page,
                 threads: stat.num_threads,
             });
         }

@@ -1,45 +1,55 @@
 //! `vigil-agent run`: watch the node and stream batches to the collector.
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use tracing::{info, warn};
 
-use vigil_wire::spool::{Spool, Spooled};
+use vigil_wire::{
+    spool::{Spool, Spooled},
+    token::read_token_file,
+};
 
+use super::{
+    parse_duration,
+    poll::{PollLoop, Tick},
+    WatchArgs,
+};
 use crate::{
     clock::unix_now_ns,
-    nginx_view::NginxView,
-    outbox::{self, Outbox},
-    poll::{PollLoop, Tick},
+    nginx::view::NginxView,
     probes::Probes,
-    ship::Shipper,
+    ship::{
+        outbox::{self, Outbox},
+        sender::BatchSender,
+    },
     watch::NodeWatcher,
 };
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
+    /// Collector base URL, e.g. http://127.0.0.1:9470.
+    #[arg(long, env = "VIGIL_COLLECTOR")]
     pub collector: String,
+    /// File holding the collector's bearer token.
+    #[arg(long, env = "VIGIL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Node name in every record (default: the hostname).
+    #[arg(long, env = "VIGIL_NODE")]
     pub node: Option<String>,
-    pub ports: Option<BTreeSet<u16>>,
-    pub error_log: Option<PathBuf>,
-    pub access_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Where the spool lives while the collector is away.
+    #[arg(long, env = "VIGIL_STATE_DIR", default_value = "/var/lib/vigil-agent")]
     pub state_dir: PathBuf,
+    /// How often upstreams and processes are sampled.
+    #[arg(long, env = "VIGIL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
-    pub spool_memory_bytes: usize,
-    pub spool_disk_bytes: u64,
-}
-
-fn read_token(path: &PathBuf) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --token-file {}", path.display()))?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "--token-file {} is empty",
-        path.display()
-    );
-    Ok(token)
+    /// Spool bound in memory, in MiB, before spilling to disk.
+    #[arg(long, env = "VIGIL_SPOOL_MEMORY_MIB", default_value_t = 16)]
+    pub spool_memory_mib: usize,
+    /// Spool bound on disk, in MiB; past it the oldest batches are dropped (and counted).
+    #[arg(long, env = "VIGIL_SPOOL_DISK_MIB", default_value_t = 256)]
+    pub spool_disk_mib: u64,
 }
 
 fn hostname() -> String {
@@ -53,15 +63,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.collector.starts_with("http://"),
         "--collector must be an http:// URL like http://127.0.0.1:9470"
     );
-    let token = args.token_file.as_ref().map(read_token).transpose()?;
+    let token = args
+        .token_file
+        .as_deref()
+        .map(read_token_file)
+        .transpose()?;
     let node = args.node.clone().unwrap_or_else(hostname);
-    let nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
-    let mut watcher = NodeWatcher::start(args.ports.clone(), nginx, true)?;
+    let nginx = NginxView::discover(
+        args.watch.nginx_error_log.clone(),
+        args.watch.nginx_access_log.clone(),
+    );
+    let mut watcher = NodeWatcher::start(args.watch.ports.clone(), nginx, true)?;
     let spool_dir = args.state_dir.join("spool");
     let spool = Spool::open(
         Some(spool_dir.clone()),
-        args.spool_memory_bytes,
-        args.spool_disk_bytes,
+        args.spool_memory_mib << 20,
+        args.spool_disk_mib << 20,
     )
     .with_context(|| {
         format!(
@@ -75,7 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "resending batches spooled by an earlier run"
         );
     }
-    let shipper = Shipper::start(&args.collector, token, spool);
+    let shipper = BatchSender::start(&args.collector, token, spool);
     let started_ms = (unix_now_ns() / 1_000_000) as i64;
     let agent_id = format!("{node}/{started_ms}-{}", std::process::id());
     let mut outbox = Outbox::new(agent_id.clone(), node.clone());
@@ -120,7 +137,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The slow path: upstream states, process samples and the agent's health.
-fn sample(watcher: &mut NodeWatcher, outbox: &mut Outbox, shipper: &Shipper) -> anyhow::Result<()> {
+fn sample(
+    watcher: &mut NodeWatcher,
+    outbox: &mut Outbox,
+    shipper: &BatchSender,
+) -> anyhow::Result<()> {
     for change in watcher.refresh(unix_now_ns())? {
         info!(?change, "upstream changed");
     }

@@ -12,7 +12,10 @@ use core::{
 };
 
 use aya_ebpf::{macros::map, maps::Array};
-use vigil_agent_ebpf::{socket_set_index, stat, Connection, SocketSet, SOCKET_SETS, SOCKET_WAYS};
+use vigil_agent_ebpf::{
+    socket_table::{socket_set_index, SocketSet, SOCKET_SETS, SOCKET_WAYS},
+    stats, Connection,
+};
 
 use crate::maps::count;
 
@@ -90,7 +93,7 @@ pub fn track(sk: u64, conn: Connection) {
             return;
         }
     }
-    count(stat::TRACK_FAILED);
+    count(stats::TRACK_FAILED);
     // SAFETY: a plain read of the set; a racing writer only makes the choice less exact.
     let way = unsafe { (*set).oldest_way() }.min(SOCKET_WAYS - 1);
     // SAFETY: way in range.

@@ -12,14 +12,14 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use vigil_agent_ebpf::{
-    conn_flags, fields::inet_sock_set_state as ss, setting, stat, tcp_state, Connection,
+    conn_flags, layouts::inet_sock_set_state as ss, offsets, stats, tcp_state, Connection,
     ConnectionClosed,
 };
 
 use crate::{
     maps::{count, now_ns, port_watched, CONNECTION_EVENTS},
     read::{kernel_field, record},
-    sockets::{track, tracked},
+    socket_table::{track, tracked},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -40,28 +40,28 @@ impl Source<'_> {
     unsafe fn dport(&self) -> u16 {
         match self {
             Source::Record(ctx) => unsafe { record(ctx, ss::DPORT) },
-            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, setting::SOCK_DPORT) }),
+            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, offsets::SOCK_DPORT) }),
         }
     }
 
     unsafe fn sport(&self) -> u16 {
         match self {
             Source::Record(ctx) => unsafe { record(ctx, ss::SPORT) },
-            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, setting::SOCK_SPORT) }),
+            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, offsets::SOCK_SPORT) }),
         }
     }
 
     unsafe fn family(&self) -> u16 {
         match self {
             Source::Record(ctx) => unsafe { record(ctx, ss::FAMILY) },
-            Source::Sock(sk) => unsafe { Self::sock(*sk, setting::SOCK_FAMILY) },
+            Source::Sock(sk) => unsafe { Self::sock(*sk, offsets::SOCK_FAMILY) },
         }
     }
 
     unsafe fn protocol(&self) -> u16 {
         match self {
             Source::Record(ctx) => unsafe { record(ctx, ss::PROTOCOL) },
-            Source::Sock(sk) => unsafe { Self::sock(*sk, setting::SOCK_PROTOCOL) },
+            Source::Sock(sk) => unsafe { Self::sock(*sk, offsets::SOCK_PROTOCOL) },
         }
     }
 
@@ -82,18 +82,18 @@ impl Source<'_> {
             }
             Source::Sock(sk) if family == AF_INET => {
                 let which = if local {
-                    setting::SOCK_SADDR
+                    offsets::SOCK_SADDR
                 } else {
-                    setting::SOCK_DADDR
+                    offsets::SOCK_DADDR
                 };
                 let v4: u32 = unsafe { Self::sock(*sk, which) };
                 addr[..4].copy_from_slice(&v4.to_ne_bytes());
             }
             Source::Sock(sk) => {
                 let which = if local {
-                    setting::SOCK_V6_SADDR
+                    offsets::SOCK_V6_SADDR
                 } else {
-                    setting::SOCK_V6_DADDR
+                    offsets::SOCK_V6_DADDR
                 };
                 addr = unsafe { Self::sock(*sk, which) };
             }
@@ -176,7 +176,7 @@ unsafe fn start_tracking(src: &Source, skaddr: u64) {
     if !port_watched(dport) {
         return;
     }
-    count(stat::CONNECTS_SEEN);
+    count(stats::CONNECTS_SEEN);
     let pid_tgid = bpf_get_current_pid_tgid();
     let conn = Connection {
         connect_ns: now_ns(),
@@ -194,13 +194,13 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
         return;
     }
     let Some(mut entry) = CONNECTION_EVENTS.reserve::<ConnectionClosed>(0) else {
-        count(stat::EVENTS_LOST);
+        count(stats::EVENTS_LOST);
         return;
     };
-    let sk_err = unsafe { kernel_field::<i32>(skaddr, setting::SOCK_SK_ERR) }.unwrap_or(-1);
-    let bytes_sent = unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_SENT) }.unwrap_or(0);
+    let sk_err = unsafe { kernel_field::<i32>(skaddr, offsets::SOCK_SK_ERR) }.unwrap_or(-1);
+    let bytes_sent = unsafe { kernel_field::<u64>(skaddr, offsets::TCP_BYTES_SENT) }.unwrap_or(0);
     let bytes_received =
-        unsafe { kernel_field::<u64>(skaddr, setting::TCP_BYTES_RECEIVED) }.unwrap_or(0);
+        unsafe { kernel_field::<u64>(skaddr, offsets::TCP_BYTES_RECEIVED) }.unwrap_or(0);
     let family = unsafe { src.family() };
     entry.write(ConnectionClosed {
         conn: *conn,

@@ -4,7 +4,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use vigil_agent_ebpf::{
-    CONNECTION_RING_BYTES, EXIT_RING_BYTES, MAX_WATCHED_PIDS, PORT_BITMAP_WORDS,
+    connection::{CONNECTION_RING_BYTES, PORT_BITMAP_WORDS},
+    exit::{EXIT_RING_BYTES, MAX_WATCHED_PIDS},
+    offsets, stats,
 };
 
 /// Destination ports (host order) whose connects are tracked, as a 65536-bit bitmap set by
@@ -23,11 +25,10 @@ pub static CONNECTION_EVENTS: RingBuf = RingBuf::with_byte_size(CONNECTION_RING_
 pub static EXIT_EVENTS: RingBuf = RingBuf::with_byte_size(EXIT_RING_BYTES, 0);
 
 #[map]
-pub static PROBE_STATS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(vigil_agent_ebpf::stat::COUNT, 0);
+pub static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 
 #[map]
-pub static SETTINGS: Array<u64> = Array::with_max_entries(vigil_agent_ebpf::setting::COUNT, 0);
+pub static OFFSETS: Array<u64> = Array::with_max_entries(offsets::COUNT, 0);
 
 #[inline(always)]
 pub fn count(stat: u32) {
@@ -37,10 +38,10 @@ pub fn count(stat: u32) {
     }
 }
 
-/// A kernel struct offset from `SETTINGS`, `None` when the agent could not find it in BTF.
+/// A kernel struct offset from `OFFSETS`, `None` when the agent could not find it in BTF.
 #[inline(always)]
-pub fn setting(index: u32) -> Option<usize> {
-    match SETTINGS.get(index) {
+pub fn offset(index: u32) -> Option<usize> {
+    match OFFSETS.get(index) {
         Some(&stored) if stored != 0 => Some(stored as usize - 1),
         _ => None,
     }

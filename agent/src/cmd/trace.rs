@@ -8,14 +8,26 @@ use std::{
 
 use tracing::{info, warn};
 
+use super::{
+    parse_duration, parse_ports,
+    poll::{PollLoop, Tick},
+};
 use crate::{
     clock::MonotonicClock,
-    poll::{PollLoop, Tick},
-    probes::Probes,
-    tracker::ConnectionRecord,
+    probes::{connection::ConnectionRecord, Probes},
 };
 
-pub async fn run(ports: BTreeSet<u16>, duration: Option<Duration>) -> anyhow::Result<()> {
+#[derive(Debug, Clone, clap::Args)]
+pub struct TraceArgs {
+    /// Destination ports to watch, e.g. `8080-8099,9000`.
+    #[arg(long, env = "VIGIL_PORTS", value_parser = parse_ports)]
+    pub ports: BTreeSet<u16>,
+    /// Stop after this long (`30s`, `500ms`, `2m`); default: until Ctrl-C.
+    #[arg(long, env = "VIGIL_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+pub async fn run(TraceArgs { ports, duration }: TraceArgs) -> anyhow::Result<()> {
     let mut probes = Probes::load()?;
     probes.set_watched_ports(&ports)?;
     let clock = MonotonicClock::now();

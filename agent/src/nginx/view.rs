@@ -8,13 +8,11 @@ use std::{
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::{
-    nginx::{
-        dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail, NginxConfig,
-        NginxInstance, ProxyTarget, TailLine, UpstreamError,
-    },
-    procs::ProcessSample,
+use super::{
+    dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail, NginxConfig,
+    NginxInstance, ProxyTarget, TailLine, UpstreamError,
 };
+use crate::host::sampler::ProcessSample;
 
 /// Debian's compiled-in prefix, for relative paths when nginx runs without `-p`.
 const DEFAULT_PREFIX: &str = "/usr/share/nginx";

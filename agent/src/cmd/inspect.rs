@@ -1,32 +1,42 @@
 //! `vigil-agent inspect`: what the agent knows about nginx and its upstreams, as JSON.
 //! Once after `--interval` (default), or as a stream of snapshots and changes with `--watch`.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     io::Write,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use serde::Serialize;
 
+use super::{
+    parse_duration,
+    poll::{PollLoop, Tick},
+    WatchArgs,
+};
 use crate::{
     clock::{rfc3339, unix_now_ns},
-    nginx_view::{NginxSnapshot, NginxView},
-    poll::{PollLoop, Tick},
-    probes::{Capabilities, ProbeStats, Probes},
-    procs::ProcessSample,
-    tracker::ConnectionRecord,
-    upstreams::{UpstreamChange, UpstreamState},
+    host::{
+        sampler::ProcessSample,
+        upstreams::{UpstreamChange, UpstreamState},
+    },
+    nginx::view::{NginxSnapshot, NginxView},
+    probes::{connection::ConnectionRecord, Capabilities, ProbeStats, Probes},
     watch::{NodeWatcher, RoledSample},
 };
 
+#[derive(Debug, Clone, clap::Args)]
 pub struct InspectArgs {
-    pub ports: Option<BTreeSet<u16>>,
+    #[command(flatten)]
+    pub watch_args: WatchArgs,
+    /// Time between samples (CPU ratios are measured over it).
+    #[arg(long, env = "VIGIL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Keep printing snapshots, and upstream changes as they happen.
+    #[arg(long)]
     pub watch: bool,
+    /// With --watch, stop after this long.
+    #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    pub error_log: Option<PathBuf>,
-    pub access_log: Option<PathBuf>,
 }
 
 /// Connection outcomes to one upstream port since the agent started.
@@ -41,7 +51,7 @@ pub struct ConnectionTally {
 
 impl ConnectionTally {
     fn add(&mut self, r: &ConnectionRecord) {
-        *self.connects.entry(r.result.as_str()).or_default() += 1;
+        *self.connects.entry(r.result.label()).or_default() += 1;
         self.silent_closes += u64::from(r.silent_close);
         self.resets += u64::from(r.reset);
         self.syn_retransmits += u64::from(r.syn_retransmits);
@@ -84,8 +94,9 @@ fn emit(out: &Output) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let nginx = NginxView::discover(args.error_log.clone(), args.access_log.clone());
-    let mut node = NodeWatcher::start(args.ports.clone(), nginx, false)?;
+    let w = &args.watch_args;
+    let nginx = NginxView::discover(w.nginx_error_log.clone(), w.nginx_access_log.clone());
+    let mut node = NodeWatcher::start(w.ports.clone(), nginx, false)?;
     let mut tallies: BTreeMap<u16, ConnectionTally> = BTreeMap::new();
     let started = Instant::now();
     let mut ticks = PollLoop::new(Some(args.interval))?;

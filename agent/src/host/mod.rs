@@ -1,0 +1,7 @@
+//! What the agent reads from the node itself: listening sockets (sock_diag), who owns them
+//! (/proc fds and cgroups), the upstreams' state over time, and per-process CPU and memory.
+pub mod listeners;
+pub mod owners;
+pub mod proc_files;
+pub mod sampler;
+pub mod upstreams;
