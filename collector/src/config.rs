@@ -6,7 +6,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
-use crate::loki::{LokiConfig, LokiFileConfig};
+use vigil_wire::token::{read_token_file, TokenError};
+
+use crate::loki::{LokiConfig, LokiConfigError, LokiFileConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,8 +28,10 @@ pub enum ConfigError {
         value: String,
         what: &'static str,
     },
-    #[error("token file {path}: {reason}")]
-    Token { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Loki(#[from] LokiConfigError),
 }
 
 /// The file's shape: every key optional; unknown keys are an error (typos must not pass).
@@ -105,7 +109,7 @@ impl CollectorConfig {
             what: "address (host:port, e.g. 127.0.0.1:9470)",
         })?;
         let token = match o.token_file.clone().or(file.token_file) {
-            Some(path) => Some(read_token(&path)?),
+            Some(path) => Some(read_token_file(&path)?),
             None => None,
         };
         let loki_url = o
@@ -137,21 +141,6 @@ impl CollectorConfig {
             shutdown_grace,
         })
     }
-}
-
-pub(crate) fn read_token(path: &PathBuf) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Token {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let token = text.trim().to_owned();
-    if token.is_empty() {
-        return Err(ConfigError::Token {
-            path: path.clone(),
-            reason: "file is empty".into(),
-        });
-    }
-    Ok(token)
 }
 
 #[cfg(test)]
@@ -193,7 +182,7 @@ mod tests {
         };
         assert!(matches!(
             CollectorConfig::resolve(FileConfig::default(), &o),
-            Err(ConfigError::Token { .. })
+            Err(ConfigError::Token(_))
         ));
     }
 }

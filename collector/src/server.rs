@@ -33,7 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The ingest handler enforces (and counts) its own limit.
     Router::new()
         .route(
-            "/api/v1/ingest",
+            vigil_wire::INGEST_PATH,
             post(ingest::ingest).layer(DefaultBodyLimit::disable()),
         )
         .route("/metrics", get(render_metrics))

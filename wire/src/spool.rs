@@ -18,7 +18,8 @@ pub enum SpoolError {
     },
 }
 
-/// One encoded batch, identified by its sequence number for file names and logs.
+/// One encoded batch. Its id, minted by the spool, orders batches across restarts and names
+/// its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spooled {
     pub id: String,
@@ -53,8 +54,17 @@ pub struct Spool {
     disk: VecDeque<(PathBuf, u64)>,
     disk_bytes: u64,
     disk_limit: u64,
+    /// The next id to mint: above every id on disk and at least the clock (µs), so ids keep
+    /// their order across restarts even if the clock steps back.
+    next_id: u128,
     /// Everything the bound dropped since the spool was opened.
     pub dropped: Dropped,
+}
+
+fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -80,6 +90,7 @@ impl Spool {
             disk: VecDeque::new(),
             disk_bytes: 0,
             disk_limit,
+            next_id: now_micros(),
             dropped: Dropped::default(),
         };
         if let Some(dir) = spool.dir.clone() {
@@ -91,6 +102,10 @@ impl Spool {
                 .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
                 .collect();
             files.sort();
+            let newest = files
+                .last()
+                .and_then(|(p, _)| parse_name(p).0.parse::<u128>().ok());
+            spool.next_id = spool.next_id.max(newest.map_or(0, |n| n + 1));
             spool.disk_bytes = files.iter().map(|(_, n)| n).sum();
             spool.disk = files.into();
         }
@@ -112,7 +127,13 @@ impl Spool {
     /// Queue a batch; spills the oldest memory batches to disk past the memory limit (the
     /// newest stays, unless there is no memory tier), and drops the oldest batches past the
     /// disk limit. Returns what this call dropped.
-    pub fn push(&mut self, batch: Spooled) -> Dropped {
+    pub fn push(&mut self, records: u64, body: Vec<u8>) -> Dropped {
+        let batch = Spooled {
+            id: format!("{:024}", self.next_id),
+            records,
+            body,
+        };
+        self.next_id += 1;
         let mut dropped = Dropped::default();
         self.memory_bytes += batch.body.len();
         self.memory.push_back(batch);
@@ -238,12 +259,13 @@ mod tests {
         }
     }
 
-    fn batch(id: u32, size: usize) -> Spooled {
-        Spooled {
-            id: format!("{id:010}"),
-            records: u64::from(id),
-            body: vec![id as u8; size],
-        }
+    /// Batch number `n`: `n` records of `size` bytes of the value `n`.
+    fn push(s: &mut Spool, n: u32, size: usize) -> Dropped {
+        s.push(u64::from(n), vec![n as u8; size])
+    }
+
+    fn front_n(s: &mut Spool) -> Option<u32> {
+        s.front().map(|b| b.body[0].into())
     }
 
     #[test]
@@ -251,12 +273,12 @@ mod tests {
         let dir = TempDir::new("spool");
         let mut s = Spool::open(Some(dir.path().to_owned()), 250, 10_000).unwrap();
         for id in 1..=5 {
-            let _ = s.push(batch(id, 100));
+            let _ = push(&mut s, id, 100);
         }
         assert_eq!(s.len(), 5);
         assert_eq!(s.bytes(), 500);
         for id in 1..=5 {
-            assert_eq!(s.front().unwrap().id, format!("{id:010}"));
+            assert_eq!(front_n(&mut s), Some(id));
             s.pop();
         }
         assert!(s.is_empty());
@@ -269,7 +291,7 @@ mod tests {
         let mut s = Spool::open(Some(dir.path().to_owned()), 100, 250).unwrap();
         let mut by_calls = Dropped::default();
         for id in 1..=6 {
-            let d = s.push(batch(id, 100));
+            let d = push(&mut s, id, 100);
             by_calls.batches += d.batches;
             by_calls.records += d.records;
             by_calls.bytes += d.bytes;
@@ -283,27 +305,36 @@ mod tests {
             "records counted, read back from disk"
         );
         assert_eq!(by_calls, s.dropped);
-        assert_eq!(s.front().unwrap().id, format!("{:010}", 4));
+        assert_eq!(front_n(&mut s), Some(4));
     }
 
     #[test]
     fn persisted_batches_survive_a_restart() {
         let dir = TempDir::new("spool-restart");
         let mut s = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
-        let _ = s.push(batch(1, 10));
-        let _ = s.push(batch(2, 10));
+        let _ = push(&mut s, 1, 10);
+        let _ = push(&mut s, 2, 10);
         let _ = s.persist();
         drop(s);
         let mut again = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
         assert_eq!(again.len(), 2);
-        assert_eq!(again.front().unwrap(), batch(1, 10));
+        assert_eq!(front_n(&mut again), Some(1));
+        assert_eq!(again.front().unwrap().records, 1);
+        let _ = push(&mut again, 3, 10);
+        again.pop();
+        again.pop();
+        assert_eq!(
+            front_n(&mut again),
+            Some(3),
+            "new ids sort after the old ones"
+        );
     }
 
     #[test]
     fn without_a_directory_overflow_is_dropped_and_counted() {
         let mut s = Spool::open(None, 100, 0).unwrap();
-        let _ = s.push(batch(1, 80));
-        let _ = s.push(batch(2, 80));
+        let _ = push(&mut s, 1, 80);
+        let _ = push(&mut s, 2, 80);
         assert_eq!(s.len(), 1);
         assert_eq!(s.dropped.batches, 1);
     }
@@ -312,13 +343,9 @@ mod tests {
     fn without_a_memory_tier_every_batch_is_on_disk() {
         let dir = TempDir::new("spool-disk-only");
         let mut s = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
-        let _ = s.push(batch(7, 10));
+        let _ = push(&mut s, 7, 10);
         drop(s);
         let mut again = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
-        assert_eq!(
-            again.front(),
-            Some(batch(7, 10)),
-            "survives without persist()"
-        );
+        assert_eq!(front_n(&mut again), Some(7), "survives without persist()");
     }
 }

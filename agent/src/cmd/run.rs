@@ -4,10 +4,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use tracing::{info, warn};
 
-use vigil_wire::{
-    spool::{Spool, Spooled},
-    token::read_token_file,
-};
+use vigil_wire::{spool::Spool, token::read_token_file};
 
 use super::{
     parse_duration,
@@ -121,11 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         if let Some(sealed) = outbox.seal_if_due(stopping) {
-            shipper.enqueue(Spooled {
-                id: format!("{started_ms:013}-{:010}", sealed.sequence),
-                records: sealed.records,
-                body: sealed.body,
-            });
+            shipper.enqueue(sealed.records, sealed.body);
         }
         if stopping {
             break;

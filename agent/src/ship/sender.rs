@@ -12,10 +12,7 @@ use std::{
 
 use tracing::{info, warn};
 
-use vigil_wire::{
-    backoff::Backoff,
-    spool::{Spool, Spooled},
-};
+use vigil_wire::{backoff::Backoff, spool::Spool};
 
 #[derive(Default)]
 pub struct ShipStats {
@@ -68,9 +65,14 @@ impl BatchSender {
         }
     }
 
-    pub fn enqueue(&self, batch: Spooled) {
+    pub fn enqueue(&self, records: u64, body: Vec<u8>) {
         // Drops are counted by the spool and reported once per interval by the caller.
-        let _ = self.shared.spool.lock().expect("spool lock").push(batch);
+        let _ = self
+            .shared
+            .spool
+            .lock()
+            .expect("spool lock")
+            .push(records, body);
         self.shared.wake.notify_one();
     }
 

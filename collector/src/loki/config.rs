@@ -4,7 +4,17 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use crate::config::{read_token, ConfigError};
+use vigil_wire::token::{read_token_file, TokenError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LokiConfigError {
+    #[error("`loki_url` = {0:?} is not an http:// URL (for TLS put a proxy in front)")]
+    Url(String),
+    #[error("[loki] auth: give either bearer_token_file, or username with password_file")]
+    Auth,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
 
 /// `[loki]` table: everything about shipping but the URL.
 #[derive(Debug, Default, Deserialize)]
@@ -61,28 +71,18 @@ pub struct LokiConfig {
 impl LokiConfig {
     /// Validates the URL (already stripped of a trailing `/`) and the `[loki]` table, reads
     /// the credential files and fills in the defaults.
-    pub fn resolve(url: String, f: LokiFileConfig) -> Result<LokiConfig, ConfigError> {
+    pub fn resolve(url: String, f: LokiFileConfig) -> Result<LokiConfig, LokiConfigError> {
         if !url.starts_with("http://") {
-            return Err(ConfigError::Invalid {
-                field: "loki_url",
-                value: url,
-                what: "http:// URL (for TLS put a proxy in front)",
-            });
+            return Err(LokiConfigError::Url(url));
         }
         let auth = match (f.bearer_token_file, f.username, f.password_file) {
-            (Some(token), None, None) => Some(LokiAuth::Bearer(read_token(&token)?)),
+            (Some(token), None, None) => Some(LokiAuth::Bearer(read_token_file(&token)?)),
             (None, Some(user), Some(pw)) => Some(LokiAuth::Basic {
                 user,
-                password: read_token(&pw)?,
+                password: read_token_file(&pw)?,
             }),
             (None, None, None) => None,
-            _ => {
-                return Err(ConfigError::Invalid {
-                    field: "loki",
-                    value: "auth".into(),
-                    what: "auth: either bearer_token_file, or username with password_file",
-                })
-            }
+            _ => return Err(LokiConfigError::Auth),
         };
         Ok(LokiConfig {
             url,

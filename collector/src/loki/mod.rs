@@ -14,8 +14,7 @@ mod queue;
 mod shipper;
 pub mod sink;
 
-pub use config::{LokiAuth, LokiConfig, LokiFileConfig};
+pub use config::{LokiAuth, LokiConfig, LokiConfigError, LokiFileConfig};
 pub use encode::LogEntry;
 pub use entries::entries_from_batch;
-pub use queue::next_spool_id;
 pub use sink::LokiSink;

@@ -1,6 +1,6 @@
 //! What the sink's ingest side and the shipper thread share: the in-memory queue of entries
-//! and the spool its oldest entries spill to (encoded as pushes, under ids from
-//! [`next_spool_id`]) when memory is full or the collector stops.
+//! and the spool its oldest entries spill to (encoded as pushes) when memory is full or the
+//! collector stops.
 use std::{
     collections::VecDeque,
     sync::{atomic::AtomicBool, Condvar, Mutex},
@@ -8,7 +8,7 @@ use std::{
 
 use metrics::{counter, gauge};
 use tracing::warn;
-use vigil_wire::spool::{Spool, Spooled};
+use vigil_wire::spool::Spool;
 
 use super::encode::{encode_push, LogEntry};
 
@@ -29,11 +29,7 @@ impl Queue {
     /// Encodes `chunk` into the spool; what the spool's bound drops is counted.
     pub(super) fn spill(&self, chunk: &[LogEntry]) {
         let mut spool = self.spool.lock().expect("loki spool lock");
-        let dropped = spool.push(Spooled {
-            id: format!("{:030}", next_spool_id()),
-            records: chunk.len() as u64,
-            body: encode_push(chunk, true),
-        });
+        let dropped = spool.push(chunk.len() as u64, encode_push(chunk, true));
         if dropped.records > 0 {
             warn!(
                 lines = dropped.records,
@@ -44,18 +40,4 @@ impl Queue {
         }
         gauge!("vigil_loki_spool_bytes").set(spool.bytes() as f64);
     }
-}
-
-/// Spool file ids: ordered across restarts (time-based start), unique within a run.
-pub fn next_spool_id() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros())
-            .unwrap_or(0)
-    });
-    start * 1_000_000 + u128::from(NEXT.fetch_add(1, Ordering::Relaxed))
 }
