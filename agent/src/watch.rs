@@ -59,10 +59,14 @@ impl NodeWatcher {
         if let Some(p) = probes.as_mut() {
             p.set_watched_ports(&ports)?;
         }
+        let mut tracker = UpstreamTracker::new(ports.clone());
+        if let Some(view) = &nginx {
+            tracker.set_destinations(view.upstream_destinations());
+        }
         Ok(NodeWatcher {
             nginx,
             probes,
-            tracker: UpstreamTracker::new(ports.clone()),
+            tracker,
             sampler: ProcSampler::default(),
             clock: MonotonicClock::now(),
             ports,

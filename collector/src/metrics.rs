@@ -246,9 +246,7 @@ impl Recorder {
     fn upstreams(&self, node: &str, batch: &Batch) -> HashMap<u32, String> {
         let mut names = HashMap::new();
         for u in &batch.upstreams {
-            let upstream =
-                self.caps
-                    .value("upstream", "upstream", &upstream_label(u.port, &u.addr));
+            let upstream = self.caps.value("upstream", "upstream", &upstream_label(u));
             let labels = [("node", node.to_owned()), ("upstream", upstream.clone())];
             gauge!("vigil_upstream_listening", &labels).set(if u.listening { 1.0 } else { 0.0 });
             let ratio = if u.backlog > 0 {
@@ -270,7 +268,7 @@ impl Recorder {
                 // Not in this batch's upstream list: capped like every other upstream label.
                 port => upstreams.get(&port).cloned().unwrap_or_else(|| {
                     self.caps
-                        .value("upstream", "upstream", &upstream_label(port, ""))
+                        .value("upstream", "upstream", &format!("127.0.0.1:{port}"))
                 }),
             };
             let labels = [
@@ -347,12 +345,13 @@ impl Recorder {
     }
 }
 
-/// `127.0.0.1:8084` from a listener address, or `:8084` when nothing listens.
-pub fn upstream_label(port: u32, addr: &str) -> String {
-    if addr.is_empty() {
-        format!(":{port}")
+/// The destination nginx connects to (`127.0.0.1:8084`), as the agent names it; an agent
+/// that sent none is read as loopback, where a local listener is reached.
+pub fn upstream_label(u: &vigil_wire::UpstreamStatus) -> String {
+    if u.upstream.is_empty() {
+        format!("127.0.0.1:{}", u.port)
     } else {
-        addr.to_owned()
+        u.upstream.clone()
     }
 }
 

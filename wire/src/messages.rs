@@ -166,6 +166,11 @@ pub struct UpstreamStatus {
     pub last_owner: Option<ProcessIdentity>,
     #[prost(message, optional, tag = "9")]
     pub last_exit: Option<ProcessExit>,
+    /// The destination nginx connects to, `host:port`: the `upstream` label of every series
+    /// about this port (from nginx's configuration, else the listener's address with a
+    /// wildcard read as loopback).
+    #[prost(string, tag = "10")]
+    pub upstream: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
@@ -229,6 +234,7 @@ pub struct NginxErrorRecord {
     /// refused | timeout | reset | unreachable | no_live_upstreams | premature_close | error.
     #[prost(string, tag = "7")]
     pub upstream_error: String,
+    /// The destination, `host:port` or `unix:/path` (nginx logs a URL; scheme and URI are cut).
     #[prost(string, tag = "8")]
     pub upstream: String,
     #[prost(string, tag = "9")]

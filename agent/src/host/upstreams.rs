@@ -33,6 +33,8 @@ pub struct ListenerState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpstreamState {
     pub port: u16,
+    /// The destination nginx connects to (`host:port`): the `upstream` label.
+    pub upstream: String,
     pub listener: Option<ListenerState>,
     /// When the listener disappeared (null while one listens or none was ever seen).
     #[serde(serialize_with = "crate::clock::serialize_rfc3339_opt")]
@@ -62,6 +64,8 @@ pub struct UpstreamTracker {
     states: BTreeMap<u16, UpstreamState>,
     /// Exits of watched pids not yet matched to a listener loss.
     exits: HashMap<u32, ProcessExitInfo>,
+    /// Destinations from nginx's configuration, by port.
+    configured: BTreeMap<u16, String>,
 }
 
 impl UpstreamTracker {
@@ -73,6 +77,7 @@ impl UpstreamTracker {
                     port,
                     UpstreamState {
                         port,
+                        upstream: destination(port, None, None),
                         ..Default::default()
                     },
                 )
@@ -82,6 +87,19 @@ impl UpstreamTracker {
             ports,
             states,
             exits: HashMap::new(),
+            configured: BTreeMap::new(),
+        }
+    }
+
+    /// The addresses nginx's configuration names for the watched ports.
+    pub fn set_destinations(&mut self, configured: BTreeMap<u16, String>) {
+        self.configured = configured;
+        for state in self.states.values_mut() {
+            state.upstream = destination(
+                state.port,
+                self.configured.get(&state.port),
+                state.listener.as_ref().map(|l| l.addr).or(state.last_addr),
+            );
         }
     }
 
@@ -133,6 +151,7 @@ impl UpstreamTracker {
                         state.gone_since = None;
                         state.last_exit = None;
                     }
+                    state.upstream = destination(port, self.configured.get(&port), Some(next.addr));
                     state.listener = Some(next);
                 }
                 (None, Some(gone)) => {
@@ -168,6 +187,20 @@ impl UpstreamTracker {
                     .chain(l.worker_pids.iter().copied())
             })
             .collect()
+    }
+}
+
+/// What `upstream` label a port gets: nginx's configured address, else the listener's with
+/// a wildcard read as loopback (nginx on this node reaches it there), else loopback.
+fn destination(port: u16, configured: Option<&String>, listener: Option<SocketAddr>) -> String {
+    if let Some(addr) = configured {
+        return addr.clone();
+    }
+    match listener {
+        Some(SocketAddr::V4(a)) if a.ip().is_unspecified() => format!("127.0.0.1:{port}"),
+        Some(SocketAddr::V6(a)) if a.ip().is_unspecified() => format!("[::1]:{port}"),
+        Some(addr) => addr.to_string(),
+        None => format!("127.0.0.1:{port}"),
     }
 }
 
@@ -230,5 +263,13 @@ mod tests {
         assert_eq!(state.gone_since, Some(2));
         assert_eq!(state.last_owner.as_ref().unwrap().pid, std::process::id());
         assert_eq!(state.last_addr.map(|a| a.port()), Some(port));
+        assert_eq!(state.upstream, format!("127.0.0.1:{port}"));
+        tracker.set_destinations(BTreeMap::from([(port, format!("app.local:{port}"))]));
+        let state = tracker.states().next().unwrap();
+        assert_eq!(
+            state.upstream,
+            format!("app.local:{port}"),
+            "nginx's name wins"
+        );
     }
 }

@@ -284,3 +284,44 @@ impl LogTally {
         self.recent_upstream_errors.push_back(record.clone());
     }
 }
+
+impl NginxView {
+    /// For each upstream port, the address nginx connects to (`host:port` as configured),
+    /// preferring a loopback host when several servers share the port: the agent sees only
+    /// this node's listeners.
+    pub fn upstream_destinations(&self) -> BTreeMap<u16, String> {
+        let mut out: BTreeMap<u16, String> = BTreeMap::new();
+        let literal = self
+            .configs
+            .iter()
+            .flat_map(|c| &c.proxies)
+            .filter_map(|p| match &p.target {
+                ProxyTarget::Address(addr) => Some(addr),
+                _ => None,
+            });
+        let servers = self
+            .configs
+            .iter()
+            .flat_map(|c| &c.upstreams)
+            .flat_map(|u| &u.servers);
+        for addr in servers.chain(literal) {
+            let Some(port) = addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            let loopback = addr.starts_with("127.")
+                || addr.starts_with("[::1]")
+                || addr.starts_with("localhost:");
+            match out.get(&port) {
+                Some(known) if !loopback || known.starts_with("127.") => {}
+                _ => {
+                    out.insert(port, addr.clone());
+                }
+            }
+        }
+        out.retain(|_, addr| !addr.starts_with("unix:"));
+        out
+    }
+}

@@ -134,6 +134,7 @@ pub fn upstream(s: &UpstreamState) -> wire::UpstreamStatus {
         gone_since_unix_ms: s.gone_since.map_or(0, unix_ms),
         last_owner: s.last_owner.as_ref().map(identity),
         last_exit: s.last_exit.as_ref().map(exit),
+        upstream: s.upstream.clone(),
     }
 }
 
@@ -148,6 +149,17 @@ pub fn process(s: &RoledSample) -> wire::ProcessSample {
         state: s.sample.state.to_string(),
         threads: s.sample.threads,
     }
+}
+
+/// nginx logs the upstream as a URL (`http://127.0.0.1:8084/dead`,
+/// `fastcgi://unix:/run/php.sock:`): the destination is what sits between the scheme and the
+/// URI, so error series share the `upstream` label with the connection series.
+pub fn destination(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if let Some(path) = rest.strip_prefix("unix:") {
+        return format!("unix:{}", path.split(':').next().unwrap_or(path));
+    }
+    rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
 }
 
 /// Every log line is shipped, parsed or not: nothing is lost to a parser.
@@ -171,7 +183,7 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
                     .map(UpstreamError::label)
                     .unwrap_or("")
                     .to_owned();
-                r.upstream = rec.upstream.unwrap_or_default();
+                r.upstream = rec.upstream.as_deref().map(destination).unwrap_or_default();
                 r.server = rec.server.unwrap_or_default();
                 r.request = rec.request.unwrap_or_default();
                 r.phase = rec.phase.unwrap_or_default();
@@ -193,5 +205,25 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
                 request_time: record.and_then(|r| r.request_time),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+
+    #[test]
+    fn destinations_from_nginx_upstream_urls() {
+        assert_eq!(destination("http://127.0.0.1:8084/dead"), "127.0.0.1:8084");
+        assert_eq!(destination("http://127.0.0.1:8084"), "127.0.0.1:8084");
+        assert_eq!(destination("http://[::1]:8080/x?y"), "[::1]:8080");
+        assert_eq!(
+            destination("fastcgi://unix:/run/php/fpm.sock:"),
+            "unix:/run/php/fpm.sock"
+        );
+        assert_eq!(
+            destination("http://unix:/tmp/app.sock:/api"),
+            "unix:/tmp/app.sock"
+        );
     }
 }
