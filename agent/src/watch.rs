@@ -88,12 +88,20 @@ impl NodeWatcher {
     }
 
     /// The slow path (every interval): listeners and owners; owners' exits get watched.
-    pub fn refresh(&mut self, now: i128) -> anyhow::Result<Vec<UpstreamChange>> {
+    pub fn refresh(&mut self, now: i128) -> Vec<UpstreamChange> {
         let changes = self.tracker.refresh(now);
         if let Some(p) = self.probes.as_mut() {
-            p.set_watched_pids(&self.tracker.pids_to_watch())?;
+            // A sampling error costs what it could not see, never the agent (and its spool).
+            match p.set_watched_pids(&self.tracker.pids_to_watch()) {
+                Ok(0) => {}
+                Ok(n) => warn!(
+                    pids = n,
+                    "watched-pid map full: these exits will not be reported"
+                ),
+                Err(e) => warn!("cannot update the watched pids: {e}"),
+            }
         }
-        Ok(changes)
+        changes
     }
 
     /// CPU/RSS of upstream owners and workers and of nginx, with their roles.

@@ -113,7 +113,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<()> {
         }
         let now_ns = unix_now_ns();
         let now = rfc3339(now_ns);
-        for change in node.refresh(now_ns)? {
+        for change in node.refresh(now_ns) {
             if args.watch {
                 emit(&Output::Change {
                     ts: now.clone(),

@@ -135,7 +135,7 @@ fn sample(
     outbox: &mut Outbox,
     shipper: &BatchSender,
 ) -> anyhow::Result<()> {
-    for change in watcher.refresh(unix_now_ns())? {
+    for change in watcher.refresh(unix_now_ns()) {
         info!(?change, "upstream changed");
     }
     let samples = watcher.sample();

@@ -121,21 +121,27 @@ impl Probes {
         Ok(())
     }
 
-    /// Report these processes' exits (upstream owners and workers): only the difference
-    /// from the last call touches the map. The probe forgets a pid after its exit.
-    pub fn set_watched_pids(&mut self, pids: &BTreeSet<u32>) -> Result<(), ProbeError> {
+    /// Report these processes' exits (upstream owners and workers). The probe forgets a pid
+    /// after its exit, also when the exit record was lost, so a pid the map no longer holds
+    /// is put back: a recycled pid that owns an upstream again is watched again. Returns how
+    /// many pids could not be watched (the map is full); the agent keeps going without them.
+    pub fn set_watched_pids(&mut self, pids: &BTreeSet<u32>) -> Result<usize, ProbeError> {
         let map = self.ebpf.map_mut("WATCHED_PIDS").expect("map in object");
         let mut map: HashMap<_, u32, u8> =
             HashMap::try_from(map).map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
         for pid in self.watched_pids.difference(pids) {
             let _ = map.remove(pid);
         }
-        for pid in pids.difference(&self.watched_pids) {
-            map.insert(pid, 1, 0)
-                .map_err(|e| ProbeError::Map("WATCHED_PIDS", e))?;
+        let mut unwatched = 0;
+        self.watched_pids.clear();
+        for &pid in pids {
+            if map.get(&pid, 0).is_ok() || map.insert(pid, 1, 0).is_ok() {
+                self.watched_pids.insert(pid);
+            } else {
+                unwatched += 1;
+            }
         }
-        self.watched_pids = pids.clone();
-        Ok(())
+        Ok(unwatched)
     }
 
     pub fn drain_connections(&mut self, mut each: impl FnMut(ConnectionClosed)) -> usize {
@@ -176,4 +182,31 @@ fn drain<T: Copy>(ring: &mut RingBuf<MapData>, each: &mut impl FnMut(T)) -> usiz
 fn take_ring(ebpf: &mut Ebpf, name: &'static str) -> Result<RingBuf<MapData>, ProbeError> {
     let map = ebpf.take_map(name).expect("map in object");
     RingBuf::try_from(map).map_err(|e| ProbeError::Map(name, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs root (the test suite runs as root under `cargo xtask test`).
+    #[test]
+    fn forgotten_pids_are_watched_again_and_a_full_map_is_not_fatal() {
+        let mut probes = Probes::load().expect("probes load as root");
+        let me = std::process::id();
+        assert_eq!(probes.set_watched_pids(&BTreeSet::from([me])).unwrap(), 0);
+        // What the probe does when a watched process exits (or its record is lost).
+        let map = probes.ebpf.map_mut("WATCHED_PIDS").unwrap();
+        let mut map: HashMap<_, u32, u8> = HashMap::try_from(map).unwrap();
+        map.remove(&me).unwrap();
+        assert!(map.get(&me, 0).is_err());
+        // The same pid owns an upstream again (pid recycled): it is put back.
+        assert_eq!(probes.set_watched_pids(&BTreeSet::from([me])).unwrap(), 0);
+        let map = probes.ebpf.map("WATCHED_PIDS").unwrap();
+        let map: HashMap<_, u32, u8> = HashMap::try_from(map).unwrap();
+        assert_eq!(map.get(&me, 0).unwrap(), 1);
+        // More pids than the map holds: the rest are counted, not an error.
+        let many: BTreeSet<u32> = (1..=vigil_agent_ebpf::exit::MAX_WATCHED_PIDS + 10).collect();
+        let unwatched = probes.set_watched_pids(&many).unwrap();
+        assert_eq!(unwatched, 10);
+    }
 }
