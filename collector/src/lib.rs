@@ -14,6 +14,7 @@ pub mod loki;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod wal;
 
 pub use server::{router, serve};
 pub use state::AppState;
