@@ -141,6 +141,14 @@ pub struct ProcessExit {
     pub status: Option<i32>,
     #[prost(int32, optional, tag = "5")]
     pub signal: Option<i32>,
+    /// The last lines the process wrote to stderr before it exited, oldest first (bounded by
+    /// the agent: at most 20 lines of 512 bytes, 4 KiB in all).
+    #[prost(string, repeated, tag = "6")]
+    pub stderr_tail: Vec<String>,
+    /// Where they were read: `journal:UNIT`, `pod:NAMESPACE/POD/CONTAINER` or `file:PATH`
+    /// ("" when nothing was found).
+    #[prost(string, tag = "7")]
+    pub stderr_source: String,
 }
 
 /// State of one watched upstream port at sampling time.

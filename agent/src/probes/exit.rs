@@ -16,6 +16,10 @@ pub struct ProcessExitInfo {
     pub status: Option<i32>,
     /// Signal that killed it.
     pub signal: Option<i32>,
+    /// The last lines it wrote to stderr, oldest first (see `host::stderr`); empty until read.
+    pub stderr_tail: Vec<String>,
+    /// Where they came from: `journal:UNIT`, `pod:NS/POD/CONTAINER`, `file:PATH`, or "".
+    pub stderr_source: String,
 }
 
 impl ProcessExitInfo {
@@ -33,6 +37,8 @@ impl ProcessExitInfo {
             at,
             status,
             signal,
+            stderr_tail: Vec::new(),
+            stderr_source: String::new(),
         }
     }
 

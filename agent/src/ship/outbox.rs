@@ -115,6 +115,8 @@ fn exit(e: &ProcessExitInfo) -> wire::ProcessExit {
         unix_ms: unix_ms(e.at),
         status: e.status,
         signal: e.signal,
+        stderr_tail: e.stderr_tail.clone(),
+        stderr_source: e.stderr_source.clone(),
     }
 }
 
