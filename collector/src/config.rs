@@ -9,6 +9,7 @@ use serde::Deserialize;
 use vigil_wire::token::{read_token_file, TokenError};
 
 use crate::loki::{LokiConfig, LokiConfigError, LokiFileConfig};
+use crate::notify::{NotifyConfig, NotifyConfigError, NotifyFileConfig, NotifyOverrides};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,6 +33,8 @@ pub enum ConfigError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Loki(#[from] LokiConfigError),
+    #[error(transparent)]
+    Notify(#[from] NotifyConfigError),
 }
 
 /// The file's shape: every key optional; unknown keys are an error (typos must not pass).
@@ -45,6 +48,8 @@ pub struct FileConfig {
     pub label_value_limit: Option<usize>,
     pub shutdown_grace_ms: Option<u64>,
     pub loki: Option<LokiFileConfig>,
+    /// Email, Alertmanager and webhook notifiers (`notify::config`).
+    pub notify: Option<NotifyFileConfig>,
 }
 
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
@@ -62,6 +67,8 @@ pub struct Overrides {
     /// Loki base URL, e.g. http://127.0.0.1:3100 (push goes to /loki/api/v1/push).
     #[arg(long, env = "VIGIL_LOKI_URL")]
     pub loki_url: Option<String>,
+    #[command(flatten)]
+    pub notify: NotifyOverrides,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +82,8 @@ pub struct CollectorConfig {
     pub label_value_limit: usize,
     /// How long /metrics keeps serving after SIGTERM (ingest refused meanwhile).
     pub shutdown_grace: std::time::Duration,
+    /// Email, Alertmanager and webhook notifiers (none configured: `is_empty`).
+    pub notify: NotifyConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -132,6 +141,7 @@ impl CollectorConfig {
         }
         let shutdown_grace =
             std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
+        let notify = NotifyConfig::resolve(file.notify.unwrap_or_default(), &o.notify)?;
         Ok(CollectorConfig {
             listen,
             token,
@@ -139,6 +149,7 @@ impl CollectorConfig {
             max_body_bytes,
             label_value_limit,
             shutdown_grace,
+            notify,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod dedup;
 pub mod ingest;
 pub mod loki;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod state;
 pub mod wal;

@@ -1,6 +1,7 @@
 //! Test harness: real nginx with its own prefix, small upstreams, nft rules and the
 //! `vigil-agent` binary, all on 127.0.0.1 with ports picked per test.
 pub mod agent;
+pub mod alertmanager;
 pub mod collector;
 pub mod http;
 pub mod loki;
@@ -8,6 +9,7 @@ pub mod nft;
 pub mod nginx;
 pub mod prometheus;
 pub mod python;
+pub mod smtp;
 pub mod upstreams;
 
 use std::{net::TcpListener, path::PathBuf, time::Duration};

@@ -18,6 +18,10 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "curl",
     "iproute2",
+    // Notifier tests: a real SMTP server (Maildir), Alertmanager + amtool, test certificates.
+    "python3-aiosmtpd",
+    "prometheus-alertmanager",
+    "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 
