@@ -1,18 +1,15 @@
 //! Notifiers against real receivers on 127.0.0.1: aiosmtpd (plain, STARTTLS with AUTH, TLS),
-//! Alertmanager read back with amtool, a webhook receiver, and Prometheus for the links' PromQL.
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpListener,
-    sync::mpsc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+//! Alertmanager read back with amtool, and Prometheus for the links' PromQL.
+mod common;
 
+use std::time::Duration;
+
+use common::{alert, config, email_config, resolved, WAIT};
 use serde_json::Value;
 use vigil_collector::{
-    alerts::model::{Alert, AlertKey, AlertState, Cause, Evidence},
+    alerts::model::{AlertState, Cause},
     notify::{
-        config::{EmailConfig, Links, Secret, SmtpSecurity},
+        config::{Secret, SmtpSecurity},
         links, payload, Notifiers, NotifyConfig,
     },
 };
@@ -23,84 +20,8 @@ use vigil_e2e::{
     wait_for,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn alert(node: &str, upstream: &str, cause: Cause) -> Alert {
-    let t0 = now_ms() - 120_000;
-    Alert {
-        key: AlertKey {
-            node: node.into(),
-            upstream: upstream.into(),
-            cause,
-        },
-        state: AlertState::Firing,
-        status: cause.status(),
-        server_names: vec!["client-portal.example.com".into()],
-        locations: vec!["/".into()],
-        failed_requests: BTreeMap::from([(cause.status().to_string(), 1234)]),
-        first_seen_ms: t0,
-        last_seen_ms: t0 + 100_000,
-        fired_at_ms: Some(t0 + 30_000),
-        resolved_at_ms: None,
-        summary: format!("nothing listens on {upstream}"),
-        evidence: vec![
-            Evidence {
-                kind: "listener".into(),
-                text: format!("nothing listens on {upstream}"),
-            },
-            Evidence {
-                kind: "exit".into(),
-                text: "python3 app.py (pid 4242) exited with status 1".into(),
-            },
-            Evidence {
-                kind: "stderr".into(),
-                text: "ModuleNotFoundError: No module named 'flask'".into(),
-            },
-        ],
-        next_step: "systemctl restart client-portal.service".into(),
-    }
-}
-
-fn resolved(mut a: Alert) -> Alert {
-    a.state = AlertState::Resolved;
-    a.resolved_at_ms = Some(now_ms());
-    a
-}
-
-fn email_config(port: u16, security: SmtpSecurity) -> EmailConfig {
-    EmailConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security,
-        credentials: None,
-        from: "vigil <vigil@example.com>".parse().unwrap(),
-        to: vec![
-            "oncall@example.com".parse().unwrap(),
-            "sre@example.com".parse().unwrap(),
-        ],
-    }
-}
-
-fn config() -> NotifyConfig {
-    NotifyConfig {
-        group_wait: Duration::from_millis(300),
-        links: Links {
-            prometheus: Some("http://prometheus.example.com:9090".into()),
-            ..Links::default()
-        },
-        ..NotifyConfig::default()
-    }
-}
-
 #[test]
-fn email_firing_then_resolved_reaches_the_mailbox() {
+fn notify_email_firing_then_resolved_reaches_the_mailbox() {
     let smtp = SmtpServer::start(SmtpMode::Plain);
     let notifiers = Notifiers::start(&NotifyConfig {
         email: Some(email_config(smtp.port, SmtpSecurity::Plain)),
@@ -154,7 +75,7 @@ fn email_firing_then_resolved_reaches_the_mailbox() {
 }
 
 #[test]
-fn email_groups_a_nodes_burst_into_one_mail() {
+fn notify_email_groups_a_nodes_burst_into_one_mail() {
     let smtp = SmtpServer::start(SmtpMode::Plain);
     let notifiers = Notifiers::start(&NotifyConfig {
         email: Some(email_config(smtp.port, SmtpSecurity::Plain)),
@@ -192,7 +113,7 @@ fn email_groups_a_nodes_burst_into_one_mail() {
 }
 
 #[test]
-fn email_over_starttls_with_auth_and_over_tls_trusting_the_ca_file() {
+fn notify_email_over_starttls_with_auth_and_over_tls_trusting_the_ca_file() {
     let certs = TestCerts::generate(&scratch_dir("notify-certs"));
     let ca_pem = Some(std::fs::read(&certs.ca).unwrap());
     let starttls = SmtpServer::start(SmtpMode::StartTlsAuth {
@@ -235,7 +156,7 @@ fn find<'a>(alerts: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 #[test]
-fn alertmanager_holds_the_alert_while_firing_then_resolves_it() {
+fn notify_alertmanager_holds_the_alert_while_firing_then_resolves_it() {
     let am = Alertmanager::start();
     let notifiers = Notifiers::start(&NotifyConfig {
         alertmanagers: vec![am.url()],
@@ -289,93 +210,8 @@ fn alertmanager_holds_the_alert_while_firing_then_resolves_it() {
     );
 }
 
-/// A one-request-at-a-time HTTP receiver on 127.0.0.1: each POST body goes to the channel.
-fn webhook_receiver() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut head, mut line) = (String::new(), String::new());
-            while reader.read_line(&mut line).unwrap_or(0) > 2 {
-                head.push_str(&line);
-                line.clear();
-            }
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            if tx.send((head, body)).is_err() {
-                return;
-            }
-        }
-    });
-    (port, rx)
-}
-
 #[test]
-fn webhook_receives_alertmanager_webhook_json() {
-    let (port, received) = webhook_receiver();
-    let notifiers = Notifiers::start(&NotifyConfig {
-        webhooks: vec![format!("http://127.0.0.1:{port}/hook")],
-        ..config()
-    })
-    .unwrap();
-    let firing = alert("node-1", "127.0.0.1:8084", Cause::UpstreamDown);
-    notifiers.transition(&firing);
-    let (head, body) = received.recv_timeout(WAIT).expect("webhook POST");
-    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/json"),
-        "{head}"
-    );
-    let message: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(message["version"], "4");
-    assert_eq!(message["status"], "firing");
-    assert_eq!(message["receiver"], "vigil");
-    assert_eq!(message["groupKey"], "{}:{node=\"node-1\"}");
-    assert_eq!(message["groupLabels"]["node"], "node-1");
-    assert_eq!(message["commonLabels"]["alertname"], "UpstreamDown");
-    assert_eq!(message["truncatedAlerts"], 0);
-    assert!(message["externalURL"].is_string() && message["commonAnnotations"].is_object());
-    let first = &message["alerts"][0];
-    for key in [
-        "status",
-        "labels",
-        "annotations",
-        "startsAt",
-        "endsAt",
-        "generatorURL",
-        "fingerprint",
-    ] {
-        assert!(!first[key].is_null(), "alerts[0] lacks {key}: {message}");
-    }
-    assert_eq!(first["labels"]["upstream"], "127.0.0.1:8084");
-    assert_eq!(
-        first["annotations"]["server_names"],
-        "client-portal.example.com"
-    );
-    notifiers.transition(&resolved(firing));
-    let (_, body) = received.recv_timeout(WAIT).expect("resolved webhook POST");
-    let message: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(message["status"], "resolved");
-    assert_eq!(message["alerts"][0]["status"], "resolved");
-    assert_ne!(message["alerts"][0]["endsAt"], payload::UNSET_TIME);
-}
-
-#[test]
-fn every_causes_link_queries_are_valid_promql() {
+fn notify_every_causes_link_queries_are_valid_promql() {
     let prometheus = vigil_e2e::prometheus::Prometheus::start(vigil_e2e::free_port());
     for cause in Cause::ALL {
         let a = alert("node \"1\"", "unix:/run/app.sock", cause);

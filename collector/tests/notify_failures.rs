@@ -1,17 +1,16 @@
 //! Receivers that fail: notifications are retried with backoff and counted in
 //! `vigil_notifications_total`, a full queue drops its oldest transition (counted), and
 //! `Notifiers::transition` returns while the workers wait. One test: the counters are global.
-use std::{
-    collections::BTreeMap,
-    net::TcpListener,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+mod common;
 
+use std::{net::TcpListener, time::Duration};
+
+use common::email_config;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use vigil_collector::{
-    alerts::model::{Alert, AlertKey, AlertState, Cause},
+    alerts::model::{Alert, Cause},
     notify::{
-        config::{EmailConfig, RetryPolicy, Secret, SmtpSecurity},
+        config::{RetryPolicy, Secret, SmtpSecurity},
         Notifiers, NotifyConfig,
     },
 };
@@ -24,40 +23,11 @@ use vigil_e2e::{
 };
 
 fn alert(upstream: &str) -> Alert {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    Alert {
-        key: AlertKey {
-            node: "node-1".into(),
-            upstream: upstream.into(),
-            cause: Cause::UpstreamDown,
-        },
-        state: AlertState::Firing,
-        status: 502,
-        server_names: vec![],
-        locations: vec![],
-        failed_requests: BTreeMap::new(),
-        first_seen_ms: now,
-        last_seen_ms: now,
-        fired_at_ms: Some(now),
-        resolved_at_ms: None,
-        summary: format!("nothing listens on {upstream}"),
-        evidence: vec![],
-        next_step: String::new(),
-    }
+    common::alert("node-1", upstream, Cause::UpstreamDown)
 }
 
-fn email(port: u16) -> EmailConfig {
-    EmailConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: SmtpSecurity::Plain,
-        credentials: None,
-        from: "vigil@example.com".parse().unwrap(),
-        to: vec!["oncall@example.com".parse().unwrap()],
-    }
+fn email(port: u16) -> vigil_collector::notify::config::EmailConfig {
+    email_config(port, SmtpSecurity::Plain)
 }
 
 fn count(handle: &PrometheusHandle, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -73,7 +43,7 @@ fn notifications(handle: &PrometheusHandle, notifier: &str, result: &str) -> f64
 }
 
 #[test]
-fn failing_receivers_are_retried_counted_and_never_block_transition() {
+fn notify_failing_receivers_are_retried_counted_and_never_block_transition() {
     let handle = PrometheusBuilder::new().install_recorder().unwrap();
     // An SMTP server that accepts connections and never greets (the kernel completes the
     // handshake; nobody accepts): each attempt waits out the timeout. Nothing listens on

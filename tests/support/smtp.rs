@@ -16,11 +16,13 @@ const PYTHON: &str = "/usr/bin/python3";
 
 /// aiosmtpd's Controller: the SMTP class its CLI runs, with the CLI's missing AUTH.
 const SERVER: &str = r#"
-import ssl, sys
+import logging, ssl, sys
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import AuthResult, LoginPassword
 port, maildir, mode, cert, key, user, password = sys.argv[1:8]
+# aiosmtpd logs a warning about its own deprecated `login_data` on every AUTH.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 kw = {}
 ctx = None
 if mode != "plain":
@@ -108,14 +110,7 @@ impl SmtpServer {
             SmtpMode::Tls(certs) => ("tls", certs.cert.as_path(), certs.key.as_path(), "", ""),
         };
         let mut child = Command::new(PYTHON)
-            // aiosmtpd warns about its own deprecated `login_data` on every AUTH.
-            .args([
-                "-W",
-                "ignore::DeprecationWarning",
-                "-c",
-                SERVER,
-                &port.to_string(),
-            ])
+            .args(["-c", SERVER, &port.to_string()])
             .args([
                 maildir.as_os_str(),
                 name.as_ref(),
