@@ -9,6 +9,12 @@ use vigil_e2e::{
 };
 use vigil_wire::{Batch, NginxAccessRecord};
 
+// Hardening (delivery) and Loki versions, in files of their own under loki/.
+#[path = "loki/delivery.rs"]
+mod delivery;
+#[path = "loki/versions.rs"]
+mod versions;
+
 fn wait_until(what: &str, done: impl FnMut() -> bool) {
     assert!(
         wait_for(Duration::from_secs(30), done),

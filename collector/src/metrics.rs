@@ -57,6 +57,7 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_loki_lines_dropped_total", Unit::Count, "Log lines dropped because the Loki queue was full."),
     ("vigil_loki_queue_lines", Unit::Count, "Log lines waiting for Loki in memory."),
     ("vigil_loki_spool_bytes", Unit::Bytes, "Log lines waiting for Loki on disk (encoded)."),
+    ("vigil_loki_spool_corrupt_total", Unit::Count, "Loki spool files that could not be read or decoded, renamed *.corrupt and kept for inspection."),
     ("vigil_notifications_total", Unit::Count, "Alert notifications by notifier (email, alertmanager, webhook) and result (sent, retried, failed)."),
     ("vigil_notifications_dropped_total", Unit::Count, "Alert transitions a notifier dropped: its queue was full (oldest first), or too many alerts fired to re-send."),
     ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),

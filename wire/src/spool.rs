@@ -1,9 +1,16 @@
 //! Bounded spool of encoded batches waiting for delivery (agent → collector, collector →
 //! Loki): memory first, then files under a state directory, oldest first. What the bound
 //! drops is counted, never silent; batches on disk survive a restart and are sent first.
+//!
+//! A batch leaves the spool only when its sender says it was delivered (`remove`), so a
+//! crash mid-delivery re-sends it. Files are written whole or not at all (temp file, fsync,
+//! rename, fsync of the directory), owner-only (0600); a file that cannot be read or decoded
+//! is renamed `*.corrupt`, kept for inspection, and counted (`corrupt`).
 use std::{
     collections::VecDeque,
     fs,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -29,7 +36,8 @@ pub struct Spooled {
     pub body: Vec<u8>,
 }
 
-/// What the bound dropped: by one call, or in total since the spool was opened.
+/// Batches lost: by the bound (by one call, or in total since the spool was opened), or set
+/// aside as corrupt.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
     pub batches: u64,
@@ -59,7 +67,15 @@ pub struct Spool {
     next_id: u128,
     /// Everything the bound dropped since the spool was opened.
     pub dropped: Dropped,
+    /// Batches set aside since the spool was opened: unreadable files, or batches the
+    /// sender could not decode (`set_aside`).
+    pub corrupt: Dropped,
 }
+
+const BATCH_EXTENSION: &str = "batch";
+/// A file being written; it becomes `*.batch` by an atomic rename.
+const TEMP_EXTENSION: &str = "tmp";
+const CORRUPT_EXTENSION: &str = "corrupt";
 
 fn now_micros() -> u128 {
     std::time::SystemTime::now()
@@ -72,6 +88,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().is_some_and(|x| x == extension)
 }
 
 impl Spool {
@@ -92,15 +112,26 @@ impl Spool {
             disk_limit,
             next_id: now_micros(),
             dropped: Dropped::default(),
+            corrupt: Dropped::default(),
         };
         if let Some(dir) = spool.dir.clone() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            let mut files: Vec<(PathBuf, u64)> = fs::read_dir(&dir)
-                .map_err(io(&dir))?
-                .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "batch"))
-                .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                .collect();
+            // Owner-only when we create it: spooled batches are logs and telemetry.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io(&dir))?;
+            let mut files = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+                let path = entry.path();
+                if has_extension(&path, BATCH_EXTENSION) {
+                    files.push((path, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+                } else if has_extension(&path, TEMP_EXTENSION) {
+                    // A write cut short by a crash: its batch was never spooled.
+                    warn!("removing {}, a spool write cut short", path.display());
+                    let _ = fs::remove_file(&path);
+                }
+            }
             files.sort();
             let newest = files
                 .last()
@@ -163,14 +194,17 @@ impl Spool {
         if self.disk_bytes + size > self.disk_limit {
             return self.drop_batch(batch.records, size, dropped);
         }
-        let path = dir.join(format!("{}.{}.batch", batch.id, batch.records));
-        match fs::write(&path, &batch.body) {
-            Ok(()) => {
+        let name = format!("{}.{}.{BATCH_EXTENSION}", batch.id, batch.records);
+        match write_atomically(&dir, &name, &batch.body) {
+            Ok(path) => {
                 self.disk_bytes += size;
                 self.disk.push_back((path, size));
             }
             Err(e) => {
-                warn!("cannot spool to {}: {e}; batch dropped", path.display());
+                warn!(
+                    "cannot spool to {}: {e}; batch dropped",
+                    dir.join(&name).display()
+                );
                 self.drop_batch(batch.records, size, dropped);
             }
         }
@@ -181,30 +215,75 @@ impl Spool {
         dropped.add(records, bytes);
     }
 
-    /// The oldest batch (disk before memory), without removing it.
+    /// The oldest batch (disk before memory), without removing it. A file that cannot be
+    /// read is set aside (and counted) and the next one returned.
     pub fn front(&mut self) -> Option<Spooled> {
         while let Some((path, _)) = self.disk.front() {
+            let (id, records) = parse_name(path);
             match fs::read(path) {
-                Ok(body) => {
-                    let (id, records) = parse_name(path);
-                    return Some(Spooled { id, records, body });
-                }
+                Ok(body) => return Some(Spooled { id, records, body }),
                 Err(e) => {
-                    warn!("unreadable spool file {}: {e}; skipped", path.display());
-                    self.pop();
+                    warn!("unreadable spool file {}: {e}", path.display());
+                    self.set_aside(&id);
                 }
             }
         }
         self.memory.front().cloned()
     }
 
-    /// Remove the batch `front` returned, once it was delivered (or refused for good).
-    pub fn pop(&mut self) {
-        if let Some((path, size)) = self.disk.pop_front() {
-            let _ = fs::remove_file(&path);
+    /// Removes batch `id` once it was delivered (or refused for good); whether it was still
+    /// here (the bound may have dropped it meanwhile). By id, not position: while a batch is
+    /// out for delivery, pushes may drop it and make another batch the oldest.
+    pub fn remove(&mut self, id: &str) -> bool {
+        if let Some(i) = self.disk.iter().position(|(p, _)| parse_name(p).0 == id) {
+            let (path, size) = self.disk.remove(i).expect("found");
+            // Forgotten even if the file stays: at worst a restart sends it again.
+            if let Err(e) = fs::remove_file(&path) {
+                warn!("cannot remove delivered spool file {}: {e}", path.display());
+            }
             self.disk_bytes = self.disk_bytes.saturating_sub(size);
+            return true;
+        }
+        if let Some(i) = self.memory.iter().position(|b| b.id == id) {
+            let batch = self.memory.remove(i).expect("found");
+            self.memory_bytes -= batch.body.len();
+            return true;
+        }
+        false
+    }
+
+    /// Removes the oldest batch (what `front` returned, if no push dropped it meanwhile:
+    /// prefer `remove`).
+    pub fn pop(&mut self) {
+        if let Some((path, _)) = self.disk.front() {
+            let id = parse_name(path).0;
+            self.remove(&id);
         } else if let Some(b) = self.memory.pop_front() {
             self.memory_bytes -= b.body.len();
+        }
+    }
+
+    /// Takes batch `id` out of the spool as corrupt (its sender cannot decode it, or its file
+    /// cannot be read) and counts it in `corrupt`. On disk it is renamed `*.corrupt` and kept
+    /// for inspection; it no longer counts toward the disk bound.
+    pub fn set_aside(&mut self, id: &str) {
+        if let Some(i) = self.disk.iter().position(|(p, _)| parse_name(p).0 == id) {
+            let (path, size) = self.disk.remove(i).expect("found");
+            self.disk_bytes = self.disk_bytes.saturating_sub(size);
+            self.corrupt.add(parse_name(&path).1, size);
+            let mut aside = path.clone().into_os_string();
+            aside.push(format!(".{CORRUPT_EXTENSION}"));
+            match fs::rename(&path, &aside) {
+                Ok(()) => warn!("spool file {} set aside as corrupt", path.display()),
+                Err(e) => {
+                    warn!("cannot set aside {}: {e}; removing it", path.display());
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        } else if let Some(i) = self.memory.iter().position(|b| b.id == id) {
+            let batch = self.memory.remove(i).expect("found");
+            self.memory_bytes -= batch.body.len();
+            self.corrupt.add(batch.records, batch.body.len() as u64);
         }
     }
 
@@ -217,6 +296,33 @@ impl Spool {
         }
         dropped
     }
+}
+
+/// Writes `dir/name` whole or not at all: a temp file (0600) synced to disk, then renamed, and
+/// the rename made durable by syncing the directory.
+fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> std::io::Result<PathBuf> {
+    let path = dir.join(name);
+    let temp = dir.join(format!("{name}.{TEMP_EXTENSION}"));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(body)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, &path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    // The batch is in place either way; without this sync a power loss may undo the rename.
+    if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+        warn!("cannot sync spool directory {}: {e}", dir.display());
+    }
+    Ok(path)
 }
 
 /// `{id}.{records}.batch` → (id, records); a name without the count reads as 0 records.
@@ -235,117 +341,5 @@ fn parse_name(path: &Path) -> (String, u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let path = std::env::temp_dir().join(format!("vigil-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Batch number `n`: `n` records of `size` bytes of the value `n`.
-    fn push(s: &mut Spool, n: u32, size: usize) -> Dropped {
-        s.push(u64::from(n), vec![n as u8; size])
-    }
-
-    fn front_n(s: &mut Spool) -> Option<u32> {
-        s.front().map(|b| b.body[0].into())
-    }
-
-    #[test]
-    fn spills_to_disk_and_keeps_order() {
-        let dir = TempDir::new("spool");
-        let mut s = Spool::open(Some(dir.path().to_owned()), 250, 10_000).unwrap();
-        for id in 1..=5 {
-            let _ = push(&mut s, id, 100);
-        }
-        assert_eq!(s.len(), 5);
-        assert_eq!(s.bytes(), 500);
-        for id in 1..=5 {
-            assert_eq!(front_n(&mut s), Some(id));
-            s.pop();
-        }
-        assert!(s.is_empty());
-        assert_eq!(s.dropped.batches, 0);
-    }
-
-    #[test]
-    fn the_bound_drops_the_oldest_and_counts_it() {
-        let dir = TempDir::new("spool-bound");
-        let mut s = Spool::open(Some(dir.path().to_owned()), 100, 250).unwrap();
-        let mut by_calls = Dropped::default();
-        for id in 1..=6 {
-            let d = push(&mut s, id, 100);
-            by_calls.batches += d.batches;
-            by_calls.records += d.records;
-            by_calls.bytes += d.bytes;
-        }
-        // 1 in memory (6), 2 on disk (4, 5); 1, 2, 3 dropped.
-        assert_eq!(s.dropped.batches, 3);
-        assert_eq!(s.dropped.bytes, 300);
-        assert_eq!(
-            s.dropped.records,
-            1 + 2 + 3,
-            "records counted, read back from disk"
-        );
-        assert_eq!(by_calls, s.dropped);
-        assert_eq!(front_n(&mut s), Some(4));
-    }
-
-    #[test]
-    fn persisted_batches_survive_a_restart() {
-        let dir = TempDir::new("spool-restart");
-        let mut s = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
-        let _ = push(&mut s, 1, 10);
-        let _ = push(&mut s, 2, 10);
-        let _ = s.persist();
-        drop(s);
-        let mut again = Spool::open(Some(dir.path().to_owned()), 1 << 20, 1 << 20).unwrap();
-        assert_eq!(again.len(), 2);
-        assert_eq!(front_n(&mut again), Some(1));
-        assert_eq!(again.front().unwrap().records, 1);
-        let _ = push(&mut again, 3, 10);
-        again.pop();
-        again.pop();
-        assert_eq!(
-            front_n(&mut again),
-            Some(3),
-            "new ids sort after the old ones"
-        );
-    }
-
-    #[test]
-    fn without_a_directory_overflow_is_dropped_and_counted() {
-        let mut s = Spool::open(None, 100, 0).unwrap();
-        let _ = push(&mut s, 1, 80);
-        let _ = push(&mut s, 2, 80);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s.dropped.batches, 1);
-    }
-
-    #[test]
-    fn without_a_memory_tier_every_batch_is_on_disk() {
-        let dir = TempDir::new("spool-disk-only");
-        let mut s = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
-        let _ = push(&mut s, 7, 10);
-        drop(s);
-        let mut again = Spool::open(Some(dir.path().to_owned()), 0, 10_000).unwrap();
-        assert_eq!(front_n(&mut again), Some(7), "survives without persist()");
-    }
-}
+#[path = "spool_tests.rs"]
+mod tests;

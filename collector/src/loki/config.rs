@@ -29,6 +29,9 @@ pub struct LokiFileConfig {
     pub queue_limit: Option<usize>,
     pub spool_dir: Option<PathBuf>,
     pub spool_disk_bytes: Option<u64>,
+    /// Send structured metadata (`true`) or fold it into the line (`false`); unset: as
+    /// Loki's version allows (buildinfo).
+    pub structured_metadata: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,8 @@ pub struct LokiConfig {
     pub spool_dir: Option<PathBuf>,
     /// Disk bound of the spool; past it the oldest spilled batches are dropped (and counted).
     pub spool_disk_bytes: u64,
+    /// `None`: decided by Loki's version (3.0 and later keep structured metadata).
+    pub structured_metadata: Option<bool>,
 }
 
 impl LokiConfig {
@@ -93,6 +98,7 @@ impl LokiConfig {
             queue_limit: f.queue_limit.unwrap_or(200_000),
             spool_dir: f.spool_dir,
             spool_disk_bytes: f.spool_disk_bytes.unwrap_or(512 << 20),
+            structured_metadata: f.structured_metadata,
         })
     }
 }

@@ -125,8 +125,17 @@ pub fn encode_push(entries: &[LogEntry], with_metadata: bool) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
-/// Inverse of [`encode_push`] (with metadata) for batches the collector spooled to disk.
+/// Snappy cannot expand more than this (a 3-byte copy of 64 bytes); a header claiming more
+/// is corrupt, and is refused before allocating.
+const SNAPPY_MAX_RATIO: usize = 22;
+
+/// Inverse of [`encode_push`] (with metadata) for batches the collector spooled to disk;
+/// `None` when the body is not one (corrupt).
 pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
+    let claimed = snap::raw::decompress_len(body).ok()?;
+    if claimed > body.len().saturating_mul(SNAPPY_MAX_RATIO) + 16 {
+        return None;
+    }
     let raw = snap::raw::Decoder::new().decompress_vec(body).ok()?;
     let req = PushRequest::decode(raw.as_slice()).ok()?;
     let mut out = Vec::new();

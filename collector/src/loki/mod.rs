@@ -1,11 +1,12 @@
 //! Loki shipping, laid out like Vector's sink: `config` (the `[loki]` settings), `entries`
 //! (which batch records become log lines), `encode` and `proto` (the push body), `queue`
-//! (memory queue and disk spool), `sink` (the handle ingest enqueues to) and `shipper` (the
-//! thread that delivers).
+//! (memory queue and disk spool), `sink` (the handle ingest enqueues to), `shipper` (the
+//! thread that delivers) and `client` (Loki's HTTP answers, its version).
 //!
 //! Streams: `{job="vigil", node, source, level}` with source ∈ ebpf | nginx_error |
 //! nginx_access | alert; everything else is structured metadata. ebpf lines are logfmt;
 //! nginx lines are the raw log line.
+mod client;
 pub mod config;
 pub mod encode;
 pub mod entries;

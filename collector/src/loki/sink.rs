@@ -12,14 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::gauge;
+use metrics::{counter, gauge};
 use tracing::{info, warn};
 use vigil_wire::spool::{Spool, SpoolError};
 
 use super::{
     config::LokiConfig,
     encode::LogEntry,
-    queue::{Queue, SPILL_CHUNK},
+    queue::{overflow, Queue},
     shipper::Shipper,
 };
 
@@ -39,11 +39,14 @@ impl LokiSink {
                 "resending Loki batches spooled by an earlier run"
             );
         }
+        // Present from the start: an absent counter reads as "not exported", not as zero.
+        counter!("vigil_loki_spool_corrupt_total").absolute(spool.corrupt.batches);
         let queue = Arc::new(Queue {
             entries: Mutex::new(VecDeque::new()),
             spool: Mutex::new(spool),
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
+            batch_bytes: config.batch_bytes,
         });
         let limit = config.queue_limit;
         let shared = queue.clone();
@@ -64,16 +67,12 @@ impl LokiSink {
         }
         let mut q = self.queue.entries.lock().expect("loki queue lock");
         q.extend(entries);
-        let mut overflow = Vec::new();
-        while q.len() > self.limit {
-            let n = SPILL_CHUNK.min(q.len());
-            overflow.push(q.drain(..n).collect::<Vec<_>>());
-        }
+        let spilled = overflow(&mut q, self.limit, self.queue.batch_bytes);
         gauge!("vigil_loki_queue_lines").set(q.len() as f64);
         drop(q);
         // Encoded and written after the queue lock is released: the shipper and other
         // requests need it meanwhile.
-        for chunk in overflow {
+        for chunk in spilled {
             self.queue.spill(&chunk);
         }
         self.queue.wake.notify_one();
@@ -91,24 +90,16 @@ impl LokiSink {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if !shipper.is_finished() {
-                warn!("a Loki push still in progress at shutdown; its batch may be lost");
+                // A spooled batch stays on disk until Loki acknowledges it; one taken from
+                // memory is only in the shipper's hands.
+                warn!("a Loki push still in progress at shutdown; if its lines came from memory, they may be lost");
             }
         }
-        let queued: Vec<LogEntry> = self
-            .queue
-            .entries
-            .lock()
-            .expect("loki queue lock")
-            .drain(..)
-            .collect();
-        for chunk in queued.chunks(SPILL_CHUNK) {
-            self.queue.spill(chunk);
-        }
-        if !queued.is_empty() {
-            info!(
-                lines = queued.len(),
-                "Loki lines kept in the spool for the next start"
-            );
+        let queued = std::mem::take(&mut *self.queue.entries.lock().expect("loki queue lock"));
+        let lines = queued.len();
+        self.queue.spill_all(queued);
+        if lines > 0 {
+            info!(lines, "Loki lines kept in the spool for the next start");
         }
     }
 }

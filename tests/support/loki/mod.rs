@@ -1,8 +1,10 @@
 //! A strict Loki stand-in (Grafana Loki cannot be installed here), run inside the test
 //! process: push as snappy protobuf or JSON with Loki's validation (label syntax, sorted
 //! unique labels, line size, too old / too new, structured metadata allowed or not), whole
-//! batches rejected with 400 like Loki, 429/500 on demand, and `query_range` for stream
-//! selectors with `|=` / `!=` line filters.
+//! batches rejected with 400 like Loki, 429 above an ingestion burst, 401/429/5xx on demand,
+//! pushes held unanswered (to kill a client mid-push), `query_range` for the LogQL vigil
+//! documents, and `status/buildinfo`. It is a Loki 3 by default, or a Loki 2.7: structured
+//! metadata dropped without an error, logfmt as 2.7 parses it; buildinfo can be absent (404).
 use std::{
     collections::{BTreeMap, VecDeque},
     io::{BufRead, BufReader, Read, Write},
@@ -15,6 +17,8 @@ use prost::Message;
 use push::{decode, proto, validate};
 use query::query_range;
 
+mod logfmt;
+mod logql;
 mod push;
 mod query;
 mod selector;
@@ -32,8 +36,37 @@ pub struct LokiState {
     pub fail_next: VecDeque<u16>,
     pub allow_structured_metadata: bool,
     pub max_line_bytes: usize,
-    /// (status, X-Scope-OrgID) of every push.
+    /// (status, X-Scope-OrgID) of every push answered.
     pub pushes: Vec<(u16, Option<String>)>,
+    /// What `GET /loki/api/v1/status/buildinfo` reports; `None`: no such endpoint (404).
+    pub version: Option<String>,
+    /// Behave like Loki 2.7: entry field 3 (structured metadata) is unknown to it and dropped
+    /// without an error; `| logfmt` stops at the first invalid token.
+    pub loki_2x: bool,
+    /// Loki's ingestion burst: a push whose lines (and structured metadata) add up to more is
+    /// answered 429 every time, however long the client waits.
+    pub burst_bytes: Option<usize>,
+    /// Hold the next push unanswered until the client goes away.
+    pub stall_next: Option<Stall>,
+    /// Pushes held so far.
+    pub stalled: usize,
+}
+
+/// When a held push is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Nothing stored: like a Loki that died with the push.
+    BeforeStoring,
+    /// Stored, the answer never sent: like a connection lost after Loki took it.
+    AfterStoring,
+}
+
+impl LokiState {
+    /// Loki 2.7.4, as still widely run.
+    pub fn like_loki_2_7(&mut self) {
+        self.version = Some("2.7.4".into());
+        self.loki_2x = true;
+    }
 }
 
 pub struct LokiServer {
@@ -62,6 +95,11 @@ impl LokiServer {
             allow_structured_metadata: true,
             max_line_bytes: 256 * 1024,
             pushes: Vec::new(),
+            version: Some("3.2.0".into()),
+            loki_2x: false,
+            burst_bytes: None,
+            stall_next: None,
+            stalled: 0,
         }));
         let shared = state.clone();
         std::thread::spawn(move || {
@@ -119,6 +157,32 @@ impl LokiServer {
             .flat_map(|(_, entries)| entries.iter().cloned())
             .collect()
     }
+
+    /// Entries stored more than once (same stream, timestamp and line): Loki would keep one.
+    pub fn duplicates(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicates = 0;
+        for (labels, entries) in &state.streams {
+            for e in entries {
+                if !seen.insert((labels, e.ts_ns, &e.line)) {
+                    duplicates += 1;
+                }
+            }
+        }
+        duplicates
+    }
+
+    /// `GET /loki/api/v1/query_range?query=…`: the body, which must be a 200.
+    pub fn query(&self, logql: &str) -> String {
+        let path = format!(
+            "/loki/api/v1/query_range?query={}&limit=1000",
+            crate::http::encode(logql)
+        );
+        let r = crate::http::get(self.port, &path).unwrap();
+        assert_eq!(r.status, 200, "{logql}: {}", r.body);
+        r.body
+    }
 }
 
 fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
@@ -146,8 +210,12 @@ fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, text) = match (method, target.split('?').next().unwrap_or("")) {
-        ("POST", "/loki/api/v1/push") => push(state, &headers, &body),
+        ("POST", "/loki/api/v1/push") => match push(state, &headers, &body) {
+            Some(answer) => answer,
+            None => return hold(stream),
+        },
         ("GET", "/loki/api/v1/query_range") => query_range(state, target),
+        ("GET", "/loki/api/v1/status/buildinfo") => buildinfo(state),
         ("GET", "/ready") => (200, "ready".into()),
         _ => (404, "404 page not found".into()),
     };
@@ -155,6 +223,9 @@ fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
         429 => "Too Many Requests",
         _ => "Status",
     };
@@ -166,20 +237,48 @@ fn serve(stream: TcpStream, state: &Mutex<LokiState>) {
     );
 }
 
+/// Keeps a held push's connection open, unanswered, until the client closes it (killed, or
+/// its timeout).
+fn hold(mut stream: TcpStream) {
+    let mut byte = [0u8; 1];
+    while matches!(stream.read(&mut byte), Ok(n) if n > 0) {}
+}
+
+/// Loki's buildinfo: the version as Prometheus' version handler renders it.
+fn buildinfo(state: &Mutex<LokiState>) -> (u16, String) {
+    match &state.lock().unwrap().version {
+        Some(version) => (
+            200,
+            serde_json::json!({"version": version, "revision": "stand-in", "branch": "HEAD",
+                "buildUser": "vigil-e2e", "buildDate": "", "goVersion": ""})
+            .to_string(),
+        ),
+        None => (404, "404 page not found".into()),
+    }
+}
+
+/// A push's answer, or `None` when it is held (`stall_next`).
 fn push(
     state: &Mutex<LokiState>,
     headers: &BTreeMap<String, String>,
     body: &[u8],
-) -> (u16, String) {
+) -> Option<(u16, String)> {
     let mut s = state.lock().unwrap();
     let tenant = headers.get("x-scope-orgid").cloned();
+    let stall = s.stall_next.take();
+    if stall == Some(Stall::BeforeStoring) {
+        s.stalled += 1;
+        return None;
+    }
     let result = match s.fail_next.pop_front() {
-        Some(429) => Err((
-            429,
-            "Ingestion rate limit exceeded for user fake".to_owned(),
-        )),
+        Some(429) => Err((429, rate_limited(tenant.as_deref(), 0, 0, 0))),
+        Some(401) => Err((401, "Unauthorized".to_owned())),
+        Some(403) => Err((403, "Forbidden".to_owned())),
         Some(code) => Err((code, "rpc error: code = Unavailable".to_owned())),
-        None => decode(headers, body).and_then(|streams| validate(&s, streams)),
+        None => decode(headers, body)
+            .map(|streams| forget_metadata(&s, streams))
+            .and_then(|streams| validate(&s, streams))
+            .and_then(|streams| within_burst(&s, tenant.as_deref(), streams)),
     };
     let (status, text) = match result {
         Ok(streams) => {
@@ -190,6 +289,50 @@ fn push(
         }
         Err((status, text)) => (status, text),
     };
+    if stall == Some(Stall::AfterStoring) {
+        s.stalled += 1;
+        return None;
+    }
     s.pushes.push((status, tenant));
-    (status, text)
+    Some((status, text))
+}
+
+/// Loki 2.7 does not know entry field 3: the metadata is gone before validation.
+fn forget_metadata(s: &LokiState, mut streams: RawStreams) -> RawStreams {
+    if s.loki_2x {
+        for (_, entries) in &mut streams {
+            entries.iter_mut().for_each(|e| e.metadata.clear());
+        }
+    }
+    streams
+}
+
+/// Loki's rate limiter after validation: a push over the burst is refused with 429.
+fn within_burst(
+    s: &LokiState,
+    tenant: Option<&str>,
+    streams: Vec<(Labels, Vec<Stored>)>,
+) -> Result<Vec<(Labels, Vec<Stored>)>, PushError> {
+    let Some(burst) = s.burst_bytes else {
+        return Ok(streams);
+    };
+    let entries = streams.iter().flat_map(|(_, e)| e);
+    let lines = entries.clone().count();
+    let bytes: usize = entries
+        .map(|e| {
+            e.line.len()
+                + e.metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    if bytes > burst {
+        return Err((429, rate_limited(tenant, burst, lines, bytes)));
+    }
+    Ok(streams)
+}
+
+fn rate_limited(tenant: Option<&str>, limit: usize, lines: usize, bytes: usize) -> String {
+    format!("Ingestion rate limit exceeded for user {} (limit: {limit} bytes/sec) while attempting to ingest '{lines}' lines totaling '{bytes}' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased", tenant.unwrap_or("fake"))
 }

@@ -1,9 +1,12 @@
-//! `GET /loki/api/v1/query_range`: a stream selector with `|=` / `!=` line filters.
+//! `GET /loki/api/v1/query_range`: log queries, evaluated by `logql.rs`.
 use std::sync::Mutex;
 
 use serde_json::json;
 
-use super::{selector::parse_selector, LokiState};
+use super::{
+    logql::{Flavor, Query},
+    LokiState,
+};
 
 fn query_param(target: &str, key: &str) -> Option<String> {
     let query = target.split_once('?')?.1;
@@ -37,7 +40,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `{selector} |= "a" != "b"`; structured metadata is returned as stream labels (Loki 3).
+/// A log query (see `logql.rs`) over what is stored; structured metadata and extracted labels
+/// are returned as stream labels (Loki 3 without the categorize-labels flag), one result per
+/// entry, at most `limit`.
 pub(super) fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, String) {
     let Some(query) = query_param(target, "query") else {
         return (400, "missing query".into());
@@ -45,52 +50,26 @@ pub(super) fn query_range(state: &Mutex<LokiState>, target: &str) -> (u16, Strin
     let limit: usize = query_param(target, "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(100);
-    let close = match query.find('}') {
-        Some(i) => i,
-        None => return (400, "parse error".into()),
+    let query = match Query::parse(&query) {
+        Ok(q) => q,
+        Err(e) => return (400, e),
     };
-    let selector = match parse_selector(&query[..=close], false) {
-        Ok(s) => s,
-        Err(e) => return (400, format!("parse error: {e}")),
-    };
-    let mut filters = Vec::new();
-    let mut rest = query[close + 1..].trim();
-    while !rest.is_empty() {
-        let Some((op, after)) = ["|=", "!="]
-            .into_iter()
-            .find_map(|op| Some((op, rest.strip_prefix(op)?)))
-        else {
-            return (400, format!("parse error: unsupported filter at {rest:?}"));
-        };
-        let after = after.trim_start();
-        let Some(body) = after.strip_prefix('"') else {
-            return (400, "parse error: expected string".into());
-        };
-        let Some(end) = body.find('"') else {
-            return (400, "parse error: unterminated".into());
-        };
-        filters.push((op == "|=", body[..end].to_owned()));
-        rest = body[end + 1..].trim();
-    }
     let s = state.lock().unwrap();
+    let flavor = Flavor {
+        logfmt_stops_at_error: s.loki_2x,
+    };
     let mut result = Vec::new();
-    let mut count = 0;
     for (labels, entries) in &s.streams {
-        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if !query.selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
             continue;
         }
-        for e in entries.iter().filter(|e| {
-            filters
-                .iter()
-                .all(|(keep, f)| e.line.contains(f.as_str()) == *keep)
-        }) {
-            if count == limit {
+        for e in entries {
+            if result.len() == limit {
                 break;
             }
-            count += 1;
-            let mut stream = labels.clone();
-            stream.extend(e.metadata.clone());
-            result.push(json!({"stream": stream, "values": [[e.ts_ns.to_string(), e.line]]}));
+            if let Some(stream) = query.eval(labels, e, flavor) {
+                result.push(json!({"stream": stream, "values": [[e.ts_ns.to_string(), e.line]]}));
+            }
         }
     }
     (

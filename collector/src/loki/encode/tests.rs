@@ -95,3 +95,19 @@ fn decodes_with_the_independent_loki_api_types() {
     let ts = e.timestamp.as_ref().unwrap();
     assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_456_789));
 }
+
+#[test]
+fn corrupt_spooled_bodies_are_refused_without_allocating_their_claim() {
+    assert_eq!(decode_spooled(&[]), None);
+    assert_eq!(decode_spooled(b"not snappy at all"), None);
+    // A snappy header claiming 2 GiB from a few bytes.
+    let mut bomb = vec![0x80, 0x80, 0x80, 0x80, 0x08];
+    bomb.extend_from_slice(&[0; 8]);
+    assert_eq!(snap::raw::decompress_len(&bomb).unwrap(), 1 << 31);
+    assert_eq!(decode_spooled(&bomb), None);
+    // The densest real body still decodes: long runs of one byte.
+    let dense = entry(1, "ebpf", &"a".repeat(100_000));
+    let body = encode_push(std::slice::from_ref(&dense), true);
+    assert!(body.len() * 15 < 100_000, "{}", body.len());
+    assert_eq!(decode_spooled(&body).unwrap(), [dense]);
+}
