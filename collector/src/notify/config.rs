@@ -83,6 +83,7 @@ pub struct NotifyOverrides {
     /// SMTP user; its password comes from --smtp-password-file or VIGIL_SMTP_PASSWORD.
     #[arg(long, env = "VIGIL_SMTP_USERNAME")]
     pub smtp_username: Option<String>,
+    /// File holding the SMTP password (keep it 0600).
     #[arg(long, env = "VIGIL_SMTP_PASSWORD_FILE")]
     pub smtp_password_file: Option<PathBuf>,
     /// From the environment only: a flag would show it in `ps`.
