@@ -84,6 +84,8 @@ pub(super) struct Shipper {
     /// Ask Loki's version before the next push: at start, and after Loki was unreachable or
     /// failing (it may have been replaced by another version).
     check_version: bool,
+    /// What the last version check found (a version, or why there was none).
+    version_note: Option<String>,
     /// Why the pushes are failing, while they are; a change is logged.
     failing: Option<RetryCause>,
     backoff: Backoff,
@@ -95,6 +97,7 @@ impl Shipper {
             client: LokiClient::new(&config),
             metadata_ok: config.structured_metadata.unwrap_or(true),
             check_version: config.structured_metadata.is_none(),
+            version_note: None,
             failing: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             config,
@@ -296,31 +299,40 @@ impl Shipper {
         } else {
             "folded into the line"
         };
-        match self.client.buildinfo() {
-            Buildinfo::Version(version) => {
-                self.check_version = false;
-                match keeps_structured_metadata(&version) {
-                    Some(keeps) => {
-                        self.metadata_ok = keeps;
-                        let how = if keeps {
-                            "sent"
-                        } else {
-                            "folded into the line (this Loki would drop it silently)"
-                        };
-                        info!(%version, "Loki version checked: structured metadata {how}");
-                    }
-                    None => {
-                        warn!(%version, "unrecognised Loki version; structured metadata stays {current}")
-                    }
-                }
-            }
-            Buildinfo::Unknown(detail) => {
-                self.check_version = false;
-                warn!(%detail, "cannot tell Loki's version from buildinfo; structured metadata stays {current} (a Loki before 3.0 drops it silently: set [loki] structured_metadata = false for one)");
-            }
+        let answer = self.client.buildinfo();
+        let (note, keeps) = match &answer {
             // The push will fail too, and the version is asked again before the next one.
-            Buildinfo::Unreachable(detail) => debug!(%detail, "Loki's buildinfo unreachable"),
+            Buildinfo::Unreachable(detail) => {
+                debug!(%detail, "Loki's buildinfo unreachable");
+                return;
+            }
+            Buildinfo::Version(version) => (version.clone(), keeps_structured_metadata(version)),
+            Buildinfo::Unknown(detail) => (detail.clone(), None),
+        };
+        self.check_version = false;
+        // Logged when it changes: Loki failing with 5xx has it asked again at every retry.
+        let changed = self.version_note.as_ref() != Some(&note);
+        if let Some(keeps) = keeps {
+            self.metadata_ok = keeps;
         }
+        if !changed {
+            return;
+        }
+        match (&answer, keeps) {
+            (Buildinfo::Version(version), Some(true)) => {
+                info!(%version, "Loki version checked: structured metadata sent")
+            }
+            (Buildinfo::Version(version), Some(false)) => {
+                info!(%version, "Loki version checked: structured metadata folded into the line (this Loki would drop it silently)")
+            }
+            (Buildinfo::Version(version), None) => {
+                warn!(%version, "unrecognised Loki version; structured metadata stays {current}")
+            }
+            (_, _) => {
+                warn!(detail = %note, "cannot tell Loki's version from buildinfo; structured metadata stays {current} (a Loki before 3.0 drops it silently: set [loki] structured_metadata = false for one)")
+            }
+        }
+        self.version_note = Some(note);
     }
 }
 
