@@ -130,8 +130,13 @@ pub struct Inspect(Child);
 
 impl Inspect {
     pub fn watch(args: &[&str]) -> Inspect {
+        Self::watch_with_env(args, &[])
+    }
+
+    pub fn watch_with_env(args: &[&str], env: &[(&str, &str)]) -> Inspect {
         Inspect(spawn_ready(
             Command::new(bin("vigil-agent"))
+                .envs(env.iter().copied())
                 .args(["inspect", "--watch"])
                 .args(args)
                 .stdout(Stdio::piped()),

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod alertmanager;
 pub mod collector;
+pub mod crash;
 pub mod http;
 pub mod loki;
 pub mod nft;

@@ -146,7 +146,7 @@ pub struct ProcessExit {
     #[prost(string, repeated, tag = "6")]
     pub stderr_tail: Vec<String>,
     /// Where they were read: `journal:UNIT`, `pod:NAMESPACE/POD/CONTAINER` or `file:PATH`
-    /// ("" when nothing was found).
+    /// (set even when that source held no line; "" when no source was known or readable).
     #[prost(string, tag = "7")]
     pub stderr_source: String,
 }

@@ -18,6 +18,8 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "curl",
     "iproute2",
+    // systemd's own journal writer: the crash-reason tests make real journal files with it.
+    "systemd-journal-remote",
     // Notifier tests: a real SMTP server (Maildir), Alertmanager + amtool, test certificates.
     "python3-aiosmtpd",
     "prometheus-alertmanager",

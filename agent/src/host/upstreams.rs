@@ -1,7 +1,8 @@
 //! `UpstreamTracker`: for each watched upstream port, who listens now (owner, workers, unit,
-//! accept queue), and when a listener disappears, since when and how its owner exited, so
-//! "nothing listens on :8084 since 10:13:58, python3 app.py (pid 4242, unit
-//! drupal-client4.service) exited with status 1" can be said later.
+//! accept queue), and when a listener disappears, since when and how its owner exited and the
+//! last lines it wrote to stderr, so "nothing listens on :8084 since 10:13:58, python3 app.py
+//! (pid 4242, unit drupal-client4.service) exited with status 1: ModuleNotFoundError: No module
+//! named 'flask'" can be said later.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::SocketAddr,
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 use super::{
     listeners::{tcp_listeners, Listener},
     owners::{identity, ProcessIdentity, ProcessTable},
+    stderr::{CrashReader, LogPaths, StderrPlan, StderrTail},
 };
 use crate::probes::exit::ProcessExitInfo;
 
@@ -66,6 +68,12 @@ pub struct UpstreamTracker {
     exits: HashMap<u32, ProcessExitInfo>,
     /// Destinations from nginx's configuration, by port.
     configured: BTreeMap<u16, String>,
+    /// Where each owner's stderr goes (None: nowhere readable), settled while it lives.
+    stderr_plans: HashMap<u32, Option<StderrPlan>>,
+    log_paths: LogPaths,
+    pub crash_reader: CrashReader,
+    /// Ports whose `ListenerGone` waits for the owner's stderr tail being read.
+    gone_pending: BTreeSet<u16>,
 }
 
 impl UpstreamTracker {
@@ -88,6 +96,10 @@ impl UpstreamTracker {
             states,
             exits: HashMap::new(),
             configured: BTreeMap::new(),
+            stderr_plans: HashMap::new(),
+            log_paths: LogPaths::from_env(),
+            crash_reader: CrashReader::default(),
+            gone_pending: BTreeSet::new(),
         }
     }
 
@@ -107,8 +119,13 @@ impl UpstreamTracker {
         self.states.values()
     }
 
+    /// Called on the fast path: the stderr read, if the pid was an owner, goes to a worker.
     pub fn record_exit(&mut self, exit: ProcessExitInfo) {
         info!(pid = exit.pid, comm = %exit.comm, status = ?exit.status, signal = ?exit.signal, "upstream owner exited");
+        // Removed, so a pid's stderr is read once per exit.
+        if let Some(Some(plan)) = self.stderr_plans.remove(&exit.pid) {
+            self.crash_reader.start(exit.pid, plan);
+        }
         for state in self.states.values_mut() {
             if state.gone_since.is_some()
                 && state.last_owner.as_ref().is_some_and(|o| o.pid == exit.pid)
@@ -122,6 +139,7 @@ impl UpstreamTracker {
 
     /// Re-read listeners and owners; returns what changed. `now` is Unix ns.
     pub fn refresh(&mut self, now: i128) -> Vec<UpstreamChange> {
+        self.attach_stderr_tails();
         let listeners = match tcp_listeners() {
             Ok(l) => l,
             Err(e) => {
@@ -144,6 +162,10 @@ impl UpstreamTracker {
                 (Some(l), previous) => {
                     let next = listener_state(proc_root, &table, l, previous.as_ref(), now);
                     if previous.is_none() {
+                        // A loss still waiting for its stderr goes out first: changes stay in order.
+                        if self.gone_pending.remove(&port) {
+                            changes.push(gone_change(state));
+                        }
                         changes.push(UpstreamChange::ListenerUp {
                             port,
                             owner: next.owner.clone(),
@@ -163,16 +185,85 @@ impl UpstreamTracker {
                         .as_ref()
                         .and_then(|o| self.exits.get(&o.pid).cloned());
                     warn!(port, owner = ?gone.owner.as_ref().map(|o| &o.cmdline), "listener gone");
-                    changes.push(UpstreamChange::ListenerGone {
-                        port,
-                        last_owner: state.last_owner.clone(),
-                        exit: state.last_exit.clone(),
-                    });
+                    // The owner's exit is known and its stderr being read: the change waits
+                    // for it (bounded by the reader's deadline), so it carries the reason.
+                    let owner_pid = gone.owner.as_ref().map(|o| o.pid);
+                    if owner_pid.is_some_and(|pid| self.crash_reader.pending(pid)) {
+                        self.gone_pending.insert(port);
+                    } else {
+                        changes.push(gone_change(state));
+                    }
                 }
                 (None, None) => {}
             }
         }
+        self.attach_stderr_tails();
+        changes.extend(self.ready_gone_changes());
+        self.settle_stderr_plans(proc_root);
         changes
+    }
+
+    /// Tails read since the last refresh, onto the exits they explain.
+    fn attach_stderr_tails(&mut self) {
+        for (pid, tail) in self.crash_reader.finished() {
+            if let Some(exit) = self.exits.get_mut(&pid) {
+                attach(exit, &tail);
+            }
+            for state in self.states.values_mut() {
+                if let Some(exit) = state.last_exit.as_mut().filter(|e| e.pid == pid) {
+                    attach(exit, &tail);
+                }
+            }
+        }
+    }
+
+    /// Deferred losses whose owner's stderr is read (or given up on).
+    fn ready_gone_changes(&mut self) -> Vec<UpstreamChange> {
+        let reader = &self.crash_reader;
+        let states = &self.states;
+        let ready: Vec<u16> = self
+            .gone_pending
+            .iter()
+            .copied()
+            .filter(|port| {
+                let pid = states[port].last_owner.as_ref().map(|o| o.pid);
+                !pid.is_some_and(|pid| reader.pending(pid))
+            })
+            .collect();
+        ready
+            .into_iter()
+            .map(|port| {
+                self.gone_pending.remove(&port);
+                gone_change(&self.states[&port])
+            })
+            .collect()
+    }
+
+    /// Where each new owner's stderr goes, settled once while it lives; plans and exits of
+    /// pids that are no longer (last) owners are dropped, which bounds both maps by the ports.
+    fn settle_stderr_plans(&mut self, proc_root: &Path) {
+        let mut keep = HashSet::new();
+        for state in self.states.values() {
+            if let Some(owner) = state.listener.as_ref().and_then(|l| l.owner.as_ref()) {
+                keep.insert(owner.pid);
+                if !self.stderr_plans.contains_key(&owner.pid) {
+                    let plan = StderrPlan::capture(proc_root, owner, &self.log_paths);
+                    let source = plan.as_ref().map(StderrPlan::label);
+                    info!(
+                        pid = owner.pid,
+                        ?source,
+                        "where the upstream owner's stderr goes"
+                    );
+                    self.stderr_plans.insert(owner.pid, plan);
+                }
+            }
+            // A lost listener's owner keeps its plan until its exit is seen.
+            if state.gone_since.is_some() {
+                keep.extend(state.last_owner.as_ref().map(|o| o.pid));
+            }
+        }
+        self.stderr_plans.retain(|pid, _| keep.contains(pid));
+        self.exits.retain(|pid, _| keep.contains(pid));
     }
 
     /// Owners and workers whose exit the probes should report.
@@ -188,6 +279,19 @@ impl UpstreamTracker {
             })
             .collect()
     }
+}
+
+fn gone_change(state: &UpstreamState) -> UpstreamChange {
+    UpstreamChange::ListenerGone {
+        port: state.port,
+        last_owner: state.last_owner.clone(),
+        exit: state.last_exit.clone(),
+    }
+}
+
+fn attach(exit: &mut ProcessExitInfo, tail: &StderrTail) {
+    exit.stderr_tail = tail.lines.clone();
+    exit.stderr_source = tail.source.clone();
 }
 
 /// What `upstream` label a port gets: nginx's configured address, else the listener's with
@@ -240,36 +344,5 @@ fn listener_state(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sees_a_listener_come_and_go() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut tracker = UpstreamTracker::new(BTreeSet::from([port]));
-        let changes = tracker.refresh(1);
-        assert!(
-            matches!(&changes[..], [UpstreamChange::ListenerUp { owner: Some(o), .. }] if o.pid == std::process::id())
-        );
-        assert!(tracker.pids_to_watch().contains(&std::process::id()));
-        drop(listener);
-        let changes = tracker.refresh(2);
-        assert!(matches!(
-            &changes[..],
-            [UpstreamChange::ListenerGone { .. }]
-        ));
-        let state = tracker.states().next().unwrap();
-        assert_eq!(state.gone_since, Some(2));
-        assert_eq!(state.last_owner.as_ref().unwrap().pid, std::process::id());
-        assert_eq!(state.last_addr.map(|a| a.port()), Some(port));
-        assert_eq!(state.upstream, format!("127.0.0.1:{port}"));
-        tracker.set_destinations(BTreeMap::from([(port, format!("app.local:{port}"))]));
-        let state = tracker.states().next().unwrap();
-        assert_eq!(
-            state.upstream,
-            format!("app.local:{port}"),
-            "nginx's name wins"
-        );
-    }
-}
+#[path = "upstreams_tests.rs"]
+mod tests;
