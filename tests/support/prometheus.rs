@@ -15,11 +15,22 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target_port: u16) -> Prometheus {
+        Self::start_with_rules(target_port, &[])
+    }
+
+    /// Also evaluating the rule files (every second, like the scrapes).
+    pub fn start_with_rules(target_port: u16, rule_files: &[std::path::PathBuf]) -> Prometheus {
         let dir = scratch_dir(&format!("prometheus-{target_port}"));
         let port = free_port();
-        let config = format!(
+        let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
         );
+        if !rule_files.is_empty() {
+            config += "rule_files:\n";
+            for f in rule_files {
+                config += &format!("  - '{}'\n", f.display());
+            }
+        }
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(

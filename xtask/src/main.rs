@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cmd;
+mod dashboards;
 mod setup;
 mod tasks;
 
@@ -38,6 +39,12 @@ enum Command {
         #[arg(default_value = "probes")]
         which: String,
     },
+    /// Write the Grafana dashboards (dashboards/grafana/*.json) from their definitions;
+    /// `--check` fails instead when the committed files differ.
+    Dashboards {
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run { args } => tasks::run(&args),
         Command::Test { filter } => tasks::test(filter.as_deref()),
         Command::Bench { which } => bench::run(&which),
+        Command::Dashboards { check } => dashboards::run(check),
     }
 }

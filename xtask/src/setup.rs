@@ -26,12 +26,16 @@ const PACKAGES: &[&str] = &[
     "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
+/// Grafana's LogQL grammar (its query editor's parser): tests/dashboards.rs parses every
+/// LogQL query of the dashboards and the README with it. 0.4 wants Node.js 24; this is 20.
+const LEZER_LOGQL_VERSION: &str = "0.3.0";
 
 pub fn run() -> anyhow::Result<()> {
     step("Debian packages", apt_packages)?;
     step("eBPF toolchain (nightly + rust-src)", ebpf_toolchain)?;
     step("bpf-linker", bpf_linker)?;
     step("tracefs", tracefs)?;
+    step("Grafana's LogQL grammar (npm)", logql_grammar)?;
     println!("setup: done");
     Ok(())
 }
@@ -140,4 +144,27 @@ fn tracefs() -> anyhow::Result<()> {
         bail!("tracefs mounted but /sys/kernel/tracing/events is missing");
     }
     Ok(())
+}
+
+/// `@grafana/lezer-logql` under target/tools/lezer. The machine's Node.js ships npm; Debian's
+/// `npm` package is the fallback only (it would pull Debian's older nodejs over it).
+fn logql_grammar() -> anyhow::Result<()> {
+    let dir = workspace_root().join("target/tools/lezer");
+    let manifest = dir.join("node_modules/@grafana/lezer-logql/package.json");
+    let installed = std::fs::read_to_string(&manifest).unwrap_or_default();
+    if installed.contains(&format!("\"version\": \"{LEZER_LOGQL_VERSION}\"")) {
+        println!("  @grafana/lezer-logql {LEZER_LOGQL_VERSION} present");
+        return Ok(());
+    }
+    if Command::new("npm").arg("--version").output().is_err() {
+        cmd("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "npm"])
+            .run()?;
+    }
+    cmd("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(format!("@grafana/lezer-logql@{LEZER_LOGQL_VERSION}"))
+        .run()
 }
