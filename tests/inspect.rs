@@ -1,13 +1,18 @@
 //! `vigil-agent inspect` against real processes: upstream owners and their workers' CPU,
 //! a listener that disappears with its owner's exit status, nginx discovery and its logs.
-use std::time::Duration;
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use serde_json::Value;
 use vigil_e2e::{
     agent::{inspect, Inspect},
-    free_port, http_get,
+    elsewhere::{bad_gateway_a_few_times, seen_upstream_error, write_files, Running},
+    free_port,
     nginx::Nginx,
     python::{exits_with, spinning},
+    scratch_dir, wait_for,
 };
 
 fn upstream(snapshot: &Value, port: u16) -> &Value {
@@ -105,8 +110,8 @@ fn nginx_is_discovered_and_its_logs_explain_the_502() {
         closed,
         "proxy_connect_timeout 5s; proxy_read_timeout 7s;",
     );
-    let watch = Inspect::watch(&["--interval", "500ms", "--duration", "2500ms"]);
-    assert_eq!(http_get(nginx.port, "/"), 502);
+    let watch = Inspect::watch(&["--interval", "300ms", "--duration", "2500ms"]);
+    bad_gateway_a_few_times(nginx.port, "/");
     let lines = watch.finish();
     let snap = last_snapshot(&lines);
     // Ports default to nginx's own upstreams: ours is among them.
@@ -129,9 +134,11 @@ fn nginx_is_discovered_and_its_logs_explain_the_502() {
         n["upstream_errors"]["refused"].as_u64().unwrap() >= 1,
         "{n}"
     );
-    let recent = n["recent_upstream_errors"].as_array().unwrap();
-    let ours = recent
+    // Every nginx on the machine feeds the recent errors: look in all snapshots for ours.
+    let ours = lines
         .iter()
+        .filter_map(|l| l["nginx"]["recent_upstream_errors"].as_array())
+        .flatten()
         .find(|e| {
             e["upstream"]
                 .as_str()
@@ -140,4 +147,81 @@ fn nginx_is_discovered_and_its_logs_explain_the_502() {
         .expect("our error line");
     assert_eq!(ours["errno"], 111);
     assert!(n["responses"]["502"].as_u64() >= Some(1), "{n}");
+}
+
+/// nginx started from its own directory with a relative `-p` and `-c`, a glob include and
+/// relative log paths: the agent resolves them as nginx does (prefix against nginx's working
+/// directory, includes against the main file's directory, logs against the prefix).
+#[test]
+fn nginx_with_relative_prefix_conf_and_glob_include_is_read_as_nginx_reads_it() {
+    let base = scratch_dir("relative");
+    let (port, closed, other) = (free_port(), free_port(), free_port());
+    let main = "worker_processes 1;\nerror_log logs/error.log info;\npid logs/nginx.pid;\n\
+        events { worker_connections 64; }\nhttp {\n  access_log logs/access.log;\n\
+        client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fcgi;\n\
+        uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;\n  include conf.d/*.conf;\n}\n";
+    let app = format!(
+        "server {{\n  listen 127.0.0.1:{port};\n  proxy_connect_timeout 3s;\n\
+         location / {{ proxy_pass http://127.0.0.1:{closed}; }}\n}}\n"
+    );
+    let other_conf = format!("upstream relative_other {{ server 127.0.0.1:{other}; }}\n");
+    write_files(
+        &base,
+        &[
+            ("site/conf/nginx.conf", main),
+            ("site/conf/conf.d/a-app.conf", &app),
+            ("site/conf/conf.d/b-other.conf", &other_conf),
+        ],
+    );
+    for dir in ["site/logs", "site/tmp"] {
+        std::fs::create_dir_all(base.join(dir)).unwrap();
+    }
+    let child = Command::new("nginx")
+        .current_dir(&base)
+        .args(["-p", "site", "-c", "conf/nginx.conf", "-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("nginx installed (cargo xtask setup)");
+    let nginx = Running(child);
+    let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(
+        wait_for(Duration::from_secs(10), listening),
+        "nginx did not start"
+    );
+
+    let watch = Inspect::watch(&["--interval", "300ms", "--duration", "2500ms"]);
+    bad_gateway_a_few_times(port, "/");
+    let lines = watch.finish();
+    let snap = last_snapshot(&lines);
+    let n = &snap["nginx"];
+    assert!(n["master_pids"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(nginx.pid())));
+    let proxy = n["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["target"] == format!("127.0.0.1:{closed}").as_str())
+        .expect("the proxy_pass from the glob-included file");
+    assert_eq!(proxy["connect_timeout_ms"], 3000);
+    upstream(snap, other); // the second included file's upstream is watched
+    let prefix = base.join("site");
+    let logs = |field: &str| -> Vec<String> {
+        n[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let error_log = prefix.join("logs/error.log").display().to_string();
+    assert!(logs("error_logs").contains(&error_log), "{n}");
+    let access_log = prefix.join("logs/access.log").display().to_string();
+    assert!(logs("access_logs").contains(&access_log), "{n}");
+    let upstream = format!("127.0.0.1:{closed}");
+    assert!(
+        seen_upstream_error(&lines, &upstream),
+        "the relative error log was followed: {lines:?}"
+    );
 }

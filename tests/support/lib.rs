@@ -4,6 +4,7 @@ pub mod agent;
 pub mod alertmanager;
 pub mod collector;
 pub mod crash;
+pub mod elsewhere;
 pub mod http;
 pub mod loki;
 pub mod nft;

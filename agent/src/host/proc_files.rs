@@ -15,13 +15,17 @@ pub fn comm(dir: &Path) -> Option<String> {
 /// The command line, arguments joined by spaces. A title a process rewrote (nginx's
 /// `nginx: master process ...`) is NUL-padded; real arguments are NUL-separated.
 pub fn cmdline(dir: &Path) -> Option<String> {
-    let raw = fs::read(dir.join("cmdline")).ok()?;
+    Some(cmdline_text(&fs::read(dir.join("cmdline")).ok()?))
+}
+
+/// The contents of a `cmdline` file as [`cmdline`] returns them.
+pub fn cmdline_text(raw: &[u8]) -> String {
     let args: Vec<_> = raw
         .split(|&b| b == 0)
         .filter(|arg| !arg.is_empty())
         .map(String::from_utf8_lossy)
         .collect();
-    Some(args.join(" "))
+    args.join(" ")
 }
 
 /// The fields of `stat` the agent uses.
@@ -70,7 +74,11 @@ impl ProcStat {
 
 /// PPid from `stat`, the field after the state (the rest of the line is not needed).
 pub fn parent_pid(dir: &Path) -> Option<u32> {
-    let stat = fs::read_to_string(dir.join("stat")).ok()?;
+    stat_parent_pid(&fs::read_to_string(dir.join("stat")).ok()?)
+}
+
+/// PPid from the text of a `stat` file.
+pub fn stat_parent_pid(stat: &str) -> Option<u32> {
     stat.rsplit_once(')')?
         .1
         .split_whitespace()
@@ -82,9 +90,14 @@ pub fn parent_pid(dir: &Path) -> Option<u32> {
 /// A `Key:\tvalue` line of `status`, value trimmed.
 pub fn status_field(dir: &Path, key: &str) -> Option<String> {
     let status = fs::read_to_string(dir.join("status")).ok()?;
+    status_text_field(&status, key).map(str::to_owned)
+}
+
+/// A `Key:\tvalue` line of the text of a `status` file, value trimmed.
+pub fn status_text_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
-        Some(value.trim().to_owned())
+        Some(value.trim())
     })
 }
 

@@ -1,11 +1,16 @@
-//! Extracts what vigil needs from `nginx -T`: upstream groups, `proxy_pass`
-//! targets with their effective timeouts, log file paths and log formats.
+//! Extracts what vigil needs from a master's configuration files: upstream groups,
+//! `proxy_pass` targets with their effective timeouts, log file paths and log formats.
+//! The files are read by `load`, inside the master's root; nothing is executed.
 
 mod extract;
+mod load;
 mod lua;
 mod syntax;
 
-pub use syntax::{parse_dump, Directive};
+pub use load::{
+    LoadReport, Refused, MAX_FILES, MAX_FILE_BYTES, MAX_INCLUDE_DEPTH, MAX_TOTAL_BYTES,
+};
+pub use syntax::{parse_file, Directive};
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::debug;
 
-/// nginx's built-in `combined` format (not printed by `nginx -T`).
+use super::{in_root::RootDir, in_root::RootError, paths::MasterPaths};
+
+/// nginx's built-in `combined` format (never written in a configuration).
 pub const COMBINED_FORMAT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status \
 $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 /// Default for both `proxy_connect_timeout` and `proxy_read_timeout`.
@@ -27,8 +34,8 @@ pub enum ConfigError {
         line: usize,
         reason: String,
     },
-    #[error("nginx -T output contains no configuration")]
-    Empty,
+    #[error("cannot read nginx's main configuration file")]
+    Read(#[source] RootError),
 }
 
 /// An `upstream NAME { server ADDR ...; }` block.
@@ -83,19 +90,21 @@ pub struct NginxConfig {
 }
 
 impl NginxConfig {
-    /// Parses `nginx -T` output. `prefix` is nginx's `-p` prefix, used to
-    /// resolve relative log paths as nginx does.
-    pub fn parse(dump: &str, prefix: &Path) -> Result<Self, ConfigError> {
-        let tree = parse_dump(dump)?;
-        let config = Self::from_tree(&tree, prefix);
+    /// Reads the master's configuration files inside `root`. Relative log paths are resolved
+    /// against the prefix, as nginx does.
+    pub fn load(root: &RootDir, paths: &MasterPaths) -> Result<(Self, LoadReport), ConfigError> {
+        let (tree, report) = load::load(root, &paths.conf_file)?;
+        let config = Self::from_tree(&tree, &paths.prefix);
         debug!(
             upstreams = config.upstreams.len(),
             proxies = config.proxies.len(),
             access_logs = config.access_logs.len(),
             error_logs = config.error_logs.len(),
-            "parsed nginx configuration"
+            files = report.files_read,
+            refused = report.files_refused,
+            "read nginx configuration"
         );
-        Ok(config)
+        Ok((config, report))
     }
 
     /// Builds the config from an already expanded directive tree.

@@ -1,35 +1,62 @@
-//! Finds running nginx masters and their workers in procfs, and dumps a
-//! master's effective configuration with `nginx -T`.
+//! Finds running nginx masters and their workers in procfs and keeps only the masters that
+//! can be believed (`trust`): a process's name and title prove nothing. Nothing is executed:
+//! a master's configuration is read as files (`config`) at the paths `paths` works out from
+//! its `-p`/`-c` arguments and the configure arguments inside its binary.
+
+use std::{
+    collections::BTreeSet,
+    io,
+    path::{Path, PathBuf},
+    sync::{Mutex, PoisonError},
+};
 
 use serde::Serialize;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-use crate::host::proc_files;
+use super::{
+    in_root::{RootDir, RootError},
+    paths::{scan_configure_args, CompiledPaths, MasterPaths, PathsError},
+    procdir::ProcDir,
+    trust::{self, Trusted},
+};
+use crate::host::proc_files::{cmdline_text, stat_parent_pid};
 
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
-/// How long `nginx -T` may run; resolving upstream hostnames can be slow.
-pub const DEFAULT_DUMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Process title nginx sets on its master (argv is rewritten, so cmdline shows it).
 const MASTER_TITLE: &str = "nginx: master process";
-const ROOT_HINT: &str =
-    "run vigil as root: nginx -T must read every config file, including TLS keys";
+/// Pids remembered so that an ignored master is logged once; forgotten all at once beyond.
+const MAX_LOGGED_PIDS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NginxInstance {
     pub master_pid: u32,
     /// Children of the master named nginx (workers, cache manager/loader).
     pub worker_pids: Vec<u32>,
-    /// The master's binary (from `/proc/PID/exe`, else argv[0]).
-    pub exe: PathBuf,
-    /// `-c` argument, as given (nginx resolves a relative one against the prefix).
-    pub conf_path: Option<PathBuf>,
-    /// `-p` argument; a relative one made absolute against the master's working directory.
-    pub prefix: Option<PathBuf>,
+    /// `-c` argument, as given.
+    pub conf_arg: Option<PathBuf>,
+    /// `-p` argument, as given.
+    pub prefix_arg: Option<PathBuf>,
+    pub trusted: Trusted,
+}
+
+/// A process titled as an nginx master that is not believed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredMaster {
+    pub pid: u32,
+    pub reason: String,
+}
+
+/// A believed master, its `/proc/PID` held open so that later reads are about it.
+#[derive(Debug)]
+pub struct NginxMaster {
+    pub instance: NginxInstance,
+    proc: ProcDir,
+}
+
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub masters: Vec<NginxMaster>,
+    pub ignored: Vec<IgnoredMaster>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,45 +69,16 @@ pub enum DiscoverError {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DumpError {
-    #[error("cannot run {exe}")]
-    Spawn {
-        exe: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("error while waiting for `{exe} -T`")]
-    Wait {
-        exe: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("`{exe} -T` did not finish within {timeout:?}")]
-    Timeout { exe: PathBuf, timeout: Duration },
-    #[error("`{exe} -T` failed ({status}): {stderr}{}", hint_suffix(*.hint))]
-    Failed {
-        exe: PathBuf,
-        status: ExitStatus,
-        /// nginx's stderr, trimmed.
-        stderr: String,
-        hint: Option<&'static str>,
-    },
-}
-
-fn hint_suffix(hint: Option<&str>) -> String {
-    hint.map(|h| format!(" (hint: {h})")).unwrap_or_default()
-}
-
-/// One process as seen in procfs (only for processes whose comm is "nginx").
+/// One process whose comm is "nginx".
 struct NginxProcess {
     pid: u32,
     ppid: Option<u32>,
     cmdline: String,
+    proc: ProcDir,
 }
 
 /// Lists nginx masters under `proc_root` (normally [`DEFAULT_PROC_ROOT`]).
-pub fn find_nginx(proc_root: &Path) -> Result<Vec<NginxInstance>, DiscoverError> {
+pub fn find_nginx(proc_root: &Path) -> Result<Discovery, DiscoverError> {
     let entries = std::fs::read_dir(proc_root).map_err(|source| DiscoverError::ProcRoot {
         path: proc_root.to_path_buf(),
         source,
@@ -91,80 +89,129 @@ pub fn find_nginx(proc_root: &Path) -> Result<Vec<NginxInstance>, DiscoverError>
         .collect();
     processes.sort_by_key(|p| p.pid);
 
-    let instances: Vec<NginxInstance> = processes
+    let is_master = |p: &NginxProcess| p.cmdline.starts_with(MASTER_TITLE);
+    // During a binary upgrade (USR2) the new master is a child of the old one:
+    // it is a separate instance, not a worker.
+    let workers: Vec<(u32, Option<u32>)> = processes
         .iter()
-        .filter(|p| p.cmdline.starts_with(MASTER_TITLE))
-        .map(|master| build_instance(proc_root, master, &processes))
+        .filter(|p| !is_master(p))
+        .map(|p| (p.pid, p.ppid))
         .collect();
-    debug!(count = instances.len(), root = %proc_root.display(), "nginx masters found");
-    Ok(instances)
+    let mut found = Discovery::default();
+    for master in processes.into_iter().filter(is_master) {
+        match trust::check(&master.proc) {
+            Ok(trusted) => {
+                let worker_pids = workers
+                    .iter()
+                    .filter(|(_, ppid)| *ppid == Some(master.pid))
+                    .map(|(pid, _)| *pid)
+                    .collect();
+                found
+                    .masters
+                    .push(build_master(master, worker_pids, trusted));
+            }
+            Err(why) => {
+                let reason = why.to_string();
+                log_ignored_once(master.pid, &reason);
+                found.ignored.push(IgnoredMaster {
+                    pid: master.pid,
+                    reason,
+                });
+            }
+        }
+    }
+    debug!(
+        count = found.masters.len(),
+        ignored = found.ignored.len(),
+        root = %proc_root.display(),
+        "nginx masters found"
+    );
+    Ok(found)
 }
 
 /// `None` when the process is not nginx or vanished while we looked.
 fn read_nginx_process(proc_root: &Path, pid: u32) -> Option<NginxProcess> {
-    let dir = proc_root.join(pid.to_string());
-    if proc_files::comm(&dir)? != "nginx" {
+    let proc = ProcDir::open(proc_root, pid).ok()?;
+    if proc.read_text("comm").ok()?.trim_end() != "nginx" {
         return None;
     }
-    let cmdline = proc_files::cmdline(&dir)?;
-    let ppid = proc_files::parent_pid(&dir);
-    Some(NginxProcess { pid, ppid, cmdline })
+    let cmdline = cmdline_text(&proc.read("cmdline").ok()?);
+    let ppid = stat_parent_pid(&proc.read_text("stat").ok()?);
+    Some(NginxProcess {
+        pid,
+        ppid,
+        cmdline,
+        proc,
+    })
 }
 
-fn build_instance(proc_root: &Path, master: &NginxProcess, all: &[NginxProcess]) -> NginxInstance {
+fn build_master(master: NginxProcess, worker_pids: Vec<u32>, trusted: Trusted) -> NginxMaster {
     let args = MasterArgs::parse(&master.cmdline);
-    // During a binary upgrade (USR2) the new master is a child of the old one:
-    // it is a separate instance, not a worker.
-    let worker_pids = all
-        .iter()
-        .filter(|p| p.ppid == Some(master.pid) && !p.cmdline.starts_with(MASTER_TITLE))
-        .map(|p| p.pid)
-        .collect();
-    let exe_link = proc_root.join(master.pid.to_string()).join("exe");
-    let exe = match std::fs::read_link(&exe_link) {
-        // After a package upgrade the link reads "/usr/sbin/nginx (deleted)";
-        // the path itself then holds the new binary, which is what -T should use.
-        Ok(path) => strip_deleted_suffix(path),
-        Err(err) => {
-            warn!(pid = master.pid, error = %err, "cannot read nginx exe link; using argv[0]");
-            PathBuf::from(args.argv0.clone().unwrap_or_else(|| "nginx".into()))
-        }
-    };
-    // `-p site` names a directory relative to where the master was started; `nginx -T` runs
-    // from the agent's directory, and log paths are resolved against the prefix.
-    let cwd = proc_root.join(master.pid.to_string()).join("cwd");
-    NginxInstance {
-        master_pid: master.pid,
-        worker_pids,
-        exe,
-        conf_path: args.conf,
-        prefix: args.prefix.map(|prefix| absolute_from(&cwd, prefix)),
+    NginxMaster {
+        instance: NginxInstance {
+            master_pid: master.pid,
+            worker_pids,
+            conf_arg: args.conf,
+            prefix_arg: args.prefix,
+            trusted,
+        },
+        proc: master.proc,
     }
 }
 
-fn absolute_from(cwd_link: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        return path;
+fn log_ignored_once(pid: u32, reason: &str) {
+    static LOGGED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(PoisonError::into_inner);
+    if logged.len() >= MAX_LOGGED_PIDS {
+        logged.clear();
     }
-    match std::fs::read_link(cwd_link) {
-        Ok(cwd) => cwd.join(path),
-        Err(err) => {
-            warn!(path = %path.display(), error = %err, "cannot read nginx's working directory; using the relative prefix as given");
-            path
-        }
+    if logged.insert(pid) {
+        warn!(pid, %reason, "ignoring a process titled as an nginx master");
     }
 }
 
-fn strip_deleted_suffix(path: PathBuf) -> PathBuf {
-    match path.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        Some(stripped) => PathBuf::from(stripped),
-        None => path,
+impl NginxMaster {
+    /// The master's root directory, which its configuration and logs are read inside.
+    pub fn root(&self) -> Result<RootDir, RootError> {
+        self.proc.root()
+    }
+
+    /// Its prefix and main configuration file, inside its root.
+    pub fn paths(&self) -> Result<MasterPaths, PathsError> {
+        MasterPaths::resolve(
+            self.instance.prefix_arg.as_deref(),
+            self.instance.conf_arg.as_deref(),
+            || compiled_paths(&self.proc),
+            || self.proc.cwd_in_root(),
+        )
+    }
+}
+
+/// The paths the master's binary was built with, read from `/proc/PID/exe` as bytes; nginx's
+/// own defaults when they cannot be read.
+fn compiled_paths(proc: &ProcDir) -> CompiledPaths {
+    let scanned = proc
+        .open_at("exe", libc::O_RDONLY)
+        .map_err(PathsError::Read)
+        .and_then(scan_configure_args);
+    match scanned {
+        Ok(Some(args)) => CompiledPaths::from_configure_args(&args),
+        Ok(None) => {
+            warn!(
+                pid = proc.pid(),
+                "no configure arguments in the nginx binary; assuming nginx's defaults"
+            );
+            CompiledPaths::default()
+        }
+        Err(e) => {
+            warn!(pid = proc.pid(), error = %e, "cannot read the nginx binary's configure arguments; assuming nginx's defaults");
+            CompiledPaths::default()
+        }
     }
 }
 
 #[derive(Debug, Default, PartialEq)]
 struct MasterArgs {
-    argv0: Option<String>,
     conf: Option<PathBuf>,
     prefix: Option<PathBuf>,
 }
@@ -177,8 +224,8 @@ impl MasterArgs {
         let mut words = cmdline
             .strip_prefix(MASTER_TITLE)
             .unwrap_or(cmdline)
-            .split_whitespace();
-        out.argv0 = words.next().map(str::to_string);
+            .split_whitespace()
+            .skip(1); // argv[0]
         while let Some(word) = words.next() {
             // nginx accepts both `-c FILE` and `-cFILE`.
             let (Some(flag), Some(attached)) = (word.get(..2), word.get(2..)) else {
@@ -201,102 +248,6 @@ impl MasterArgs {
             }
         }
         out
-    }
-}
-
-/// Runs `nginx -T` for a discovered instance with [`DEFAULT_DUMP_TIMEOUT`].
-pub fn dump_config(instance: &NginxInstance) -> Result<String, DumpError> {
-    run_config_dump(
-        &instance.exe,
-        instance.prefix.as_deref(),
-        instance.conf_path.as_deref(),
-        DEFAULT_DUMP_TIMEOUT,
-    )
-}
-
-/// Runs `<exe> -T [-p prefix] [-c conf]` and returns its stdout (lossy UTF-8).
-pub fn run_config_dump(
-    exe: &Path,
-    prefix: Option<&Path>,
-    conf: Option<&Path>,
-    timeout: Duration,
-) -> Result<String, DumpError> {
-    let mut command = Command::new(exe);
-    command.arg("-T");
-    if let Some(prefix) = prefix {
-        command.arg("-p").arg(prefix);
-    }
-    if let Some(conf) = conf {
-        command.arg("-c").arg(conf);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|source| DumpError::Spawn {
-        exe: exe.to_path_buf(),
-        source,
-    })?;
-    // Drain both pipes concurrently: a large dump would otherwise fill the pipe
-    // and nginx would block forever while we wait for it to exit.
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let status = wait_with_timeout(&mut child, exe, timeout)?;
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default())
-        .trim()
-        .to_string();
-    if status.success() {
-        return Ok(String::from_utf8_lossy(&stdout).into_owned());
-    }
-    let hint =
-        (stderr.contains("Permission denied") || stderr.contains("(13:")).then_some(ROOT_HINT);
-    Err(DumpError::Failed {
-        exe: exe.to_path_buf(),
-        status,
-        stderr,
-        hint,
-    })
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            if let Err(err) = pipe.read_to_end(&mut buf) {
-                debug!(error = %err, "reading nginx -T output");
-            }
-        }
-        buf
-    })
-}
-
-fn wait_with_timeout(
-    child: &mut Child,
-    exe: &Path,
-    timeout: Duration,
-) -> Result<ExitStatus, DumpError> {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if started.elapsed() >= timeout => {
-                // Best effort: the process may exit between the check and the kill.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(DumpError::Timeout {
-                    exe: exe.to_path_buf(),
-                    timeout,
-                });
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(source) => {
-                return Err(DumpError::Wait {
-                    exe: exe.to_path_buf(),
-                    source,
-                })
-            }
-        }
     }
 }
 

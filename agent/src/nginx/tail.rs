@@ -1,11 +1,16 @@
 //! Follows one log file by polling (std only), surviving logrotate's
-//! rename-and-create and copytruncate rotations.
+//! rename-and-create and copytruncate rotations. A file named by a master's configuration is
+//! followed inside that master's root: each open and rotation check resolves its path there
+//! again (`in_root`), so a symlink put in its place later cannot lead outside.
 
 use serde::Serialize;
+
+use super::in_root::RootDir;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tracing::{debug, info, warn};
 
 pub const DEFAULT_MAX_LINE: usize = 16 * 1024;
@@ -49,6 +54,8 @@ struct OpenFile {
 
 pub struct LogTail {
     path: PathBuf,
+    /// The root `path` is resolved in; None for a path as the agent sees it (operator flags).
+    root: Option<Arc<RootDir>>,
     max_line: usize,
     /// Start position for the next file opened; files found later start at 0.
     start: StartAt,
@@ -67,8 +74,18 @@ impl LogTail {
     /// Follows `path`, which need not exist yet. Lines longer than `max_line`
     /// bytes are cut and flagged.
     pub fn new(path: impl Into<PathBuf>, start: StartAt, max_line: usize) -> Self {
+        Self::build(None, path.into(), start, max_line)
+    }
+
+    /// Follows `path` inside `root` (a master's `/proc/PID/root`).
+    pub fn in_root(root: Arc<RootDir>, path: impl Into<PathBuf>, start: StartAt) -> Self {
+        Self::build(Some(root), path.into(), start, DEFAULT_MAX_LINE)
+    }
+
+    fn build(root: Option<Arc<RootDir>>, path: PathBuf, start: StartAt, max_line: usize) -> Self {
         let mut tail = LogTail {
-            path: path.into(),
+            path,
+            root,
             max_line: max_line.max(1),
             start,
             open: None,
@@ -94,8 +111,23 @@ impl LogTail {
         Self::new(path, StartAt::Beginning, DEFAULT_MAX_LINE)
     }
 
+    /// The path as configured (inside the master's root for [`LogTail::in_root`]).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn open_path(&self) -> io::Result<File> {
+        match &self.root {
+            Some(root) => root.open_file(&self.path),
+            None => File::open(&self.path),
+        }
+    }
+
+    fn stat_path(&self) -> io::Result<fs::Metadata> {
+        match &self.root {
+            Some(root) => root.metadata(&self.path),
+            None => fs::metadata(&self.path),
+        }
     }
 
     /// Returns the complete lines written since the last poll.
@@ -124,7 +156,7 @@ impl LogTail {
 
     /// Opens the file at `path`; `Ok(false)` if it does not exist (yet).
     fn try_open(&mut self) -> Result<bool, TailError> {
-        let mut file = match File::open(&self.path) {
+        let mut file = match self.open_path() {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // Whatever appears at this path later is new: read it whole.
@@ -206,7 +238,7 @@ impl LogTail {
         let Some(current) = self.open.as_ref().map(|o| o.id) else {
             return Ok(());
         };
-        match fs::metadata(&self.path) {
+        match self.stat_path() {
             Ok(meta) if (meta.dev(), meta.ino()) != current => {
                 // nginx may have written more before reopening its log: drain
                 // it, and if that hit the per-poll budget, switch next poll.

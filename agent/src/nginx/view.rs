@@ -2,26 +2,29 @@
 //! its configuration, and what its error and access logs say, parsed and counted.
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{
-    dump_config, find_nginx, parse_error_line, ErrorLogRecord, LogFormat, LogTail, NginxConfig,
-    NginxInstance, ProxyTarget, TailLine, UpstreamError,
+    parse_error_line,
+    sources::{ConfigFiles, Sources},
+    ErrorLogRecord, IgnoredMaster, LogFormat, LogTail, NginxConfig, NginxInstance, ProxyTarget,
+    TailLine, UpstreamError,
 };
 use crate::host::sampler::ProcessSample;
 
-/// Debian's compiled-in prefix, for relative paths when nginx runs without `-p`.
-const DEFAULT_PREFIX: &str = "/usr/share/nginx";
 const RECENT_ERRORS: usize = 20;
 
 pub struct NginxView {
-    /// Every nginx master on the node (usually one) and the configurations they run.
+    /// Every believed nginx master on the node (usually one) and the configurations they run.
     instances: Vec<NginxInstance>,
+    /// Processes titled as nginx masters that are not believed (not root).
+    ignored: Vec<IgnoredMaster>,
     configs: Vec<NginxConfig>,
+    config_files: ConfigFiles,
     error_logs: Vec<LogTail>,
     access_logs: Vec<(LogTail, LogFormat)>,
     tally: LogTally,
@@ -49,6 +52,9 @@ pub struct ProxySummary {
 #[derive(Debug, Serialize)]
 pub struct NginxSnapshot {
     pub master_pids: Vec<u32>,
+    pub ignored_masters: Vec<IgnoredMaster>,
+    #[serde(flatten)]
+    pub config_files: ConfigFiles,
     pub processes: Vec<ProcessSample>,
     pub proxies: Vec<ProxySummary>,
     pub error_logs: Vec<PathBuf>,
@@ -78,68 +84,31 @@ pub struct AccessSummary {
     pub request_time: Option<f64>,
 }
 
-fn read_config(instance: &NginxInstance) -> Option<NginxConfig> {
-    let dump = dump_config(instance)
-        .map_err(|e| warn!("cannot read nginx's configuration: {e}"))
-        .ok()?;
-    let prefix = instance
-        .prefix
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-    NginxConfig::parse(&dump, &prefix)
-        .map_err(|e| warn!("cannot parse `nginx -T` output: {e}"))
-        .ok()
-}
-
-fn usable_log(path: &Path) -> bool {
-    path != Path::new("/dev/null")
-}
-
 impl NginxView {
     /// Finds the running nginx masters and their logs; explicit log paths win over the
-    /// configs'. None when there is neither a running nginx nor an explicit log.
+    /// configs'. None when there is no nginx-titled master and no explicit log.
     pub fn discover(error_log: Option<PathBuf>, access_log: Option<PathBuf>) -> Option<Self> {
-        let instances = find_nginx(Path::new("/proc")).unwrap_or_else(|e| {
-            warn!("cannot look for nginx: {e}");
-            Vec::new()
-        });
-        let configs: Vec<NginxConfig> = instances.iter().filter_map(read_config).collect();
-        let config = &configs;
-        if instances.is_empty() && error_log.is_none() && access_log.is_none() {
+        let explicit = error_log.is_some() || access_log.is_some();
+        let found = Sources::find(error_log, access_log);
+        if found.instances.is_empty() && found.ignored.is_empty() && !explicit {
             info!("no running nginx found");
             return None;
         }
-        let error_paths: Vec<PathBuf> = match error_log {
-            Some(p) => vec![p],
-            None => config.iter().flat_map(|c| c.error_logs.clone()).collect(),
-        };
-        let access: Vec<(PathBuf, LogFormat)> = match access_log {
-            Some(p) => vec![(p, LogFormat::combined())],
-            None => config.iter().flat_map(access_logs_with_formats).collect(),
-        };
-        let mut seen = BTreeSet::new();
-        let error_logs = error_paths
-            .into_iter()
-            .filter(|p| usable_log(p) && seen.insert(p.clone()))
-            .map(LogTail::open_at_end)
-            .collect();
-        let access_logs = access
-            .into_iter()
-            .filter(|(p, _)| usable_log(p) && seen.insert(p.clone()))
-            .map(|(p, f)| (LogTail::open_at_end(p), f))
-            .collect();
-        for i in &instances {
+        for i in &found.instances {
             info!(
                 master = i.master_pid,
                 workers = i.worker_pids.len(),
+                trusted = ?i.trusted,
                 "found nginx"
             );
         }
         Some(NginxView {
-            instances,
-            configs,
-            error_logs,
-            access_logs,
+            instances: found.instances,
+            ignored: found.ignored,
+            configs: found.configs,
+            config_files: found.files,
+            error_logs: found.error_logs,
+            access_logs: found.access_logs,
             tally: LogTally::default(),
         })
     }
@@ -192,6 +161,8 @@ impl NginxView {
         let pids = self.pids();
         NginxSnapshot {
             master_pids: self.instances.iter().map(|i| i.master_pid).collect(),
+            ignored_masters: self.ignored.clone(),
+            config_files: self.config_files,
             processes: samples
                 .iter()
                 .filter(|s| pids.contains(&s.pid))
@@ -232,23 +203,6 @@ fn poll(tail: &mut LogTail) -> Vec<TailLine> {
         warn!("{e}");
         Vec::new()
     })
-}
-
-fn access_logs_with_formats(config: &NginxConfig) -> Vec<(PathBuf, LogFormat)> {
-    config
-        .access_logs
-        .iter()
-        .filter_map(|log| {
-            let text = config.log_formats.get(&log.format)?;
-            match LogFormat::compile(text) {
-                Ok(format) => Some((log.path.clone(), format)),
-                Err(e) => {
-                    warn!(format = %log.format, "cannot use log_format: {e}");
-                    None
-                }
-            }
-        })
-        .collect()
 }
 
 impl LogTally {

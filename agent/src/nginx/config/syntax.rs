@@ -1,16 +1,8 @@
-//! nginx configuration syntax: tokenizer, directive tree, and `nginx -T` handling.
-//!
-//! `nginx -T` does NOT expand `include` in place: it prints every file once, each
-//! preceded by `# configuration file PATH:`. To get the real nesting (a `server`
-//! from `conf.d/*.conf` lives inside `http`), we parse each file separately and
-//! splice the matching files in where `include` names them.
+//! nginx configuration syntax: tokenizer and directive tree of one file (`include`s are
+//! expanded by `load`).
 
 use super::{lua, ConfigError};
-use std::path::Path;
-use tracing::{debug, warn};
 
-/// Marker line nginx prints before each file's contents in `nginx -T`.
-const FILE_MARKER: &str = "# configuration file ";
 /// Real configs nest a handful of levels; this only stops hostile input.
 const MAX_DEPTH: usize = 64;
 
@@ -31,24 +23,6 @@ enum Token {
     Semicolon,
     Open,
     Close,
-}
-
-/// Splits `nginx -T` output into `(path, contents)` per file. Text without any
-/// marker is treated as one anonymous file (handy for a bare nginx.conf).
-fn split_dump(dump: &str) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = Vec::new();
-    for line in dump.split_inclusive('\n') {
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        let marker_path = trimmed
-            .strip_prefix(FILE_MARKER)
-            .and_then(|p| p.strip_suffix(':'));
-        match (marker_path, files.last_mut()) {
-            (Some(path), _) => files.push((path.to_string(), String::new())),
-            (None, Some((_, text))) => text.push_str(line),
-            (None, None) => files.push((String::new(), line.to_string())),
-        }
-    }
-    files
 }
 
 /// Tokenizer following ngx_conf_read_token: `#` starts a comment only at the
@@ -254,82 +228,6 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Directive>, ConfigError>
     .block(0, None)
 }
 
-/// Parses `nginx -T` output and returns the main file's tree with every
-/// `include` replaced by the directives of the files it matches.
-pub fn parse_dump(dump: &str) -> Result<Vec<Directive>, ConfigError> {
-    let mut files = Vec::new();
-    for (path, text) in split_dump(dump) {
-        let tree = parse_file(&text, &path)?;
-        files.push((path, tree));
-    }
-    let Some((main_path, main_tree)) = files.first() else {
-        return Err(ConfigError::Empty);
-    };
-    // nginx resolves relative includes against the main config file's directory.
-    let conf_dir = Path::new(main_path)
-        .parent()
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
-    let mut splicer = Splicer {
-        files: &files,
-        conf_dir: &conf_dir,
-        stack: vec![0],
-    };
-    Ok(splicer.expand(main_tree))
-}
-
-struct Splicer<'a> {
-    files: &'a [(String, Vec<Directive>)],
-    conf_dir: &'a Path,
-    /// Indexes of the files being expanded. nginx itself fails on include
-    /// cycles, but arbitrary input must not recurse forever.
-    stack: Vec<usize>,
-}
-
-impl Splicer<'_> {
-    fn expand(&mut self, dirs: &[Directive]) -> Vec<Directive> {
-        let mut out = Vec::with_capacity(dirs.len());
-        for d in dirs {
-            if d.name == "include" && d.block.is_none() {
-                self.splice(d, &mut out);
-                continue;
-            }
-            out.push(Directive {
-                name: d.name.clone(),
-                args: d.args.clone(),
-                block: d.block.as_ref().map(|children| self.expand(children)),
-                line: d.line,
-            });
-        }
-        out
-    }
-
-    fn splice(&mut self, include: &Directive, out: &mut Vec<Directive>) {
-        let Some(pattern) = include.args.first() else {
-            return;
-        };
-        let pattern = self.conf_dir.join(pattern).to_string_lossy().into_owned();
-        let files = self.files;
-        let mut matches: Vec<usize> = (0..files.len())
-            .filter(|&i| glob_match(&pattern, &files[i].0))
-            .collect();
-        // glob(3) returns matches sorted, and nginx includes them in that order.
-        matches.sort_by(|&a, &b| files[a].0.cmp(&files[b].0));
-        if matches.is_empty() {
-            debug!(pattern = %pattern, "include matched no file in the nginx -T dump");
-        }
-        for index in matches {
-            if self.stack.contains(&index) {
-                warn!(file = %files[index].0, "ignoring recursive include");
-                continue;
-            }
-            self.stack.push(index);
-            out.extend(self.expand(&files[index].1));
-            self.stack.pop();
-        }
-    }
-}
-
 /// Minimal glob(3): `*` and `?` (not crossing `/`) and `[...]` classes.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
@@ -441,19 +339,6 @@ mod tests {
         assert_eq!(
             (location[2].line, location[0].block.as_deref()),
             (7, Some(&[][..]))
-        );
-    }
-
-    #[test]
-    fn include_cycles_are_cut() {
-        let dump = "# configuration file /c/main.conf:\nhttp { include a.conf; }\n\n\
-                    # configuration file /c/a.conf:\nx 1; include /c/*.conf;\n";
-        let tree = parse_dump(dump).unwrap();
-        let http = tree[0].block.as_ref().unwrap();
-        // a.conf's glob matches main.conf and a.conf, both already being expanded.
-        assert_eq!(
-            http.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-            ["x"]
         );
     }
 

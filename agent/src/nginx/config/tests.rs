@@ -1,9 +1,12 @@
-//! `nginx -T` output → NginxConfig, against a configuration shaped like a real site.
+//! A configuration shaped like a real site, as files in a temp dir used as nginx's root.
 use super::*;
+use crate::test_support::TempDir;
 
-/// Captured verbatim from `nginx -T` of nginx 1.22.1 (three files, glob include).
-const REAL_DUMP: &str = r##"# configuration file /tmp/ngx-real/conf/nginx.conf:
-# main config for vigil tests
+/// The three files of a real nginx 1.22.1 setup (glob include), as `nginx -T` printed them.
+const REAL_FILES: [(&str, &str); 3] = [
+    (
+        "/tmp/ngx-real/conf/nginx.conf",
+        r##"# main config for vigil tests
 worker_processes 2;
 pid logs/nginx.pid;
 error_log logs/error.log info;
@@ -32,8 +35,11 @@ http {
     include conf.d/*.conf;
 }
 
-# configuration file /tmp/ngx-real/conf/conf.d/app.conf:
-server {
+"##,
+    ),
+    (
+        "/tmp/ngx-real/conf/conf.d/app.conf",
+        r##"server {
     listen 127.0.0.1:18080;
     server_name localhost "app.local";   # trailing comment
     access_log logs/app_access.log vigil;
@@ -71,8 +77,11 @@ server {
     }
 }
 
-# configuration file /tmp/ngx-real/conf/conf.d/other.conf:
-server {
+"##,
+    ),
+    (
+        "/tmp/ngx-real/conf/conf.d/other.conf",
+        r##"server {
     listen 127.0.0.1:18081;
     server_name _;
     location / {
@@ -83,10 +92,44 @@ server {
     }
 }
 
-"##;
+"##,
+    ),
+];
+
+/// Writes `files` (absolute paths inside the root) under a fresh temp dir used as the root.
+pub(super) fn root_with(files: &[(&str, &str)]) -> (TempDir, RootDir) {
+    let dir = TempDir::new("nginx-root");
+    for (path, text) in files {
+        let path = dir.0.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let root = RootDir::open(&dir.0).unwrap();
+    (dir, root)
+}
+
+fn load_files(
+    files: &[(&str, &str)],
+    conf: &str,
+    prefix: &str,
+) -> Result<NginxConfig, ConfigError> {
+    let (_dir, root) = root_with(files);
+    let paths = MasterPaths {
+        prefix: prefix.into(),
+        conf_file: conf.into(),
+    };
+    let (config, report) = NginxConfig::load(&root, &paths)?;
+    assert_eq!(report.files_refused, 0, "{report:?}");
+    Ok(config)
+}
 
 fn parsed() -> NginxConfig {
-    NginxConfig::parse(REAL_DUMP, Path::new("/tmp/ngx-real")).unwrap()
+    load_files(
+        &REAL_FILES,
+        "/tmp/ngx-real/conf/nginx.conf",
+        "/tmp/ngx-real",
+    )
+    .unwrap()
 }
 
 fn proxy<'a>(config: &'a NginxConfig, listen: &str, location: &str) -> &'a ProxyPass {
@@ -219,7 +262,8 @@ fn ports_are_deduplicated_and_sorted() {
 
 #[test]
 fn quoted_location_and_escaped_quotes() {
-    let tree = parse_dump(REAL_DUMP).unwrap();
+    let (_dir, root) = root_with(&REAL_FILES);
+    let (tree, _) = load::load(&root, Path::new("/tmp/ngx-real/conf/nginx.conf")).unwrap();
     let http = tree
         .iter()
         .find(|d| d.name == "http")
@@ -244,15 +288,22 @@ fn quoted_location_and_escaped_quotes() {
 
 #[test]
 fn nested_relative_includes_and_plain_config() {
-    let dump = "# configuration file /etc/nginx/nginx.conf:\n\
-        http { include sites/*; syslog_only; error_log syslog:server=x; }\n\n\
-        # configuration file /etc/nginx/sites/b:\n\
-        server { location / { proxy_pass http://[::1]; } }\n\n\
-        # configuration file /etc/nginx/sites/a:\n\
-        include /etc/nginx/snip.conf;\n\n\
-        # configuration file /etc/nginx/snip.conf:\n\
-        upstream Be { server backend.local; server unix:/run/x.sock; server [::1]:81 down; }\n";
-    let config = NginxConfig::parse(dump, Path::new("/usr/share/nginx")).unwrap();
+    let files = [
+        (
+            "/etc/nginx/nginx.conf",
+            "http { include sites/*; syslog_only; error_log syslog:server=x; }\n",
+        ),
+        (
+            "/etc/nginx/sites/b",
+            "server { location / { proxy_pass http://[::1]; } }\n",
+        ),
+        ("/etc/nginx/sites/a", "include /etc/nginx/snip.conf;\n"),
+        (
+            "/etc/nginx/snip.conf",
+            "upstream Be { server backend.local; server unix:/run/x.sock; server [::1]:81 down; }\n",
+        ),
+    ];
+    let config = load_files(&files, "/etc/nginx/nginx.conf", "/usr/share/nginx").unwrap();
     assert_eq!(
         config.upstreams[0].servers,
         ["backend.local:80", "unix:/run/x.sock", "[::1]:81"]
@@ -265,13 +316,13 @@ fn nested_relative_includes_and_plain_config() {
 
     let plain = "http { proxy_read_timeout 1h; server { location / { proxy_pass http://be/x; } } \
                  upstream be { server 10.0.0.1:9000; } }";
-    let config = NginxConfig::parse(plain, Path::new("/")).unwrap();
+    let config = load_files(&[("/n.conf", plain)], "/n.conf", "/").unwrap();
     assert_eq!(config.proxies[0].target, ProxyTarget::Upstream("be".into()));
     assert_eq!(config.proxies[0].read_timeout, secs(3600));
     assert_eq!(config.proxies[0].connect_timeout, DEFAULT_PROXY_TIMEOUT);
     assert!(matches!(
-        NginxConfig::parse("", Path::new("/")),
-        Err(ConfigError::Empty)
+        load_files(&[("/n.conf", plain)], "/absent.conf", "/"),
+        Err(ConfigError::Read(_))
     ));
 }
 

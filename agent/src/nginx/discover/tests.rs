@@ -1,19 +1,34 @@
-//! Tests of `discover.rs`.
+//! Tests of `discover.rs` on a fake /proc (files and symlinks in a temp dir).
 use super::*;
 use crate::test_support::TempDir;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 
-fn fake_process(root: &Path, pid: u32, comm: &str, cmdline: &[u8], ppid: u32) {
+const ROOT_STATUS: &str = "Name:\tnginx\nUid:\t0\t0\t0\t0\n";
+
+fn fake_process(root: &Path, pid: u32, comm: &str, cmdline: &[u8], ppid: u32) -> PathBuf {
+    fake_process_as(root, pid, comm, cmdline, ppid, ROOT_STATUS)
+}
+
+fn fake_process_as(
+    root: &Path,
+    pid: u32,
+    comm: &str,
+    cmdline: &[u8],
+    ppid: u32,
+    status: &str,
+) -> PathBuf {
     let dir = root.join(pid.to_string());
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
     fs::write(dir.join("cmdline"), cmdline).unwrap();
+    fs::write(dir.join("status"), status).unwrap();
     fs::write(
         dir.join("stat"),
         format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560\n"),
     )
     .unwrap();
+    dir
 }
 
 #[test]
@@ -27,7 +42,6 @@ fn finds_masters_and_workers_in_a_fake_proc() {
         b"nginx: master process /usr/sbin/nginx -p /tmp/x -c /tmp/x/nginx.conf\0",
         1,
     );
-    symlink("/usr/sbin/nginx (deleted)", r.join("100/exe")).unwrap();
     fake_process(r, 102, "nginx", b"nginx: worker process\0\0\0\0\0\0", 100);
     fake_process(r, 101, "nginx", b"nginx: worker process\0\0\0\0\0\0", 100);
     fake_process(r, 103, "nginx", b"nginx: cache manager process\0\0", 100);
@@ -41,7 +55,6 @@ fn finds_masters_and_workers_in_a_fake_proc() {
         100,
     );
     fake_process(r, 301, "nginx", b"nginx: worker process\0", 300);
-    // Started as `cd /srv/www && nginx -p site -c conf/n.conf`.
     fake_process(
         r,
         500,
@@ -49,44 +62,118 @@ fn finds_masters_and_workers_in_a_fake_proc() {
         b"nginx: master process nginx -p site -c conf/n.conf\0",
         1,
     );
-    symlink("/srv/www", r.join("500/cwd")).unwrap();
     fs::create_dir_all(r.join("400")).unwrap(); // vanished process: no files
     fs::create_dir_all(r.join("sys")).unwrap();
 
     let found = find_nginx(r).unwrap();
-    assert_eq!(found.len(), 3);
+    assert_eq!(found.ignored, []);
+    let instances: Vec<&NginxInstance> = found.masters.iter().map(|m| &m.instance).collect();
+    assert_eq!(instances.len(), 3);
     assert_eq!(
-        found[0],
-        NginxInstance {
+        instances[0],
+        &NginxInstance {
             master_pid: 100,
             worker_pids: vec![101, 102, 103],
-            exe: "/usr/sbin/nginx".into(),
-            conf_path: Some("/tmp/x/nginx.conf".into()),
-            prefix: Some("/tmp/x".into()),
+            conf_arg: Some("/tmp/x/nginx.conf".into()),
+            prefix_arg: Some("/tmp/x".into()),
+            trusted: Trusted::Root,
         }
     );
     assert_eq!(
-        (found[1].master_pid, &found[1].worker_pids),
+        (instances[1].master_pid, &instances[1].worker_pids),
         (300, &vec![301])
     );
     assert_eq!(
-        found[1].exe,
-        PathBuf::from("nginx"),
-        "falls back to argv[0]"
-    );
-    assert_eq!(
-        (found[1].conf_path.as_deref(), found[1].prefix.as_deref()),
+        (
+            instances[1].conf_arg.as_deref(),
+            instances[1].prefix_arg.as_deref()
+        ),
         (Some(Path::new("/etc/n.conf")), None)
     );
     assert_eq!(
-        (found[2].conf_path.as_deref(), found[2].prefix.as_deref()),
         (
-            Some(Path::new("conf/n.conf")),
-            Some(Path::new("/srv/www/site"))
+            instances[2].conf_arg.as_deref(),
+            instances[2].prefix_arg.as_deref()
         ),
-        "a relative -p is resolved against the master's cwd; -c stays relative to it"
+        (Some(Path::new("conf/n.conf")), Some(Path::new("site")))
     );
     assert!(find_nginx(&r.join("missing")).is_err());
+}
+
+#[test]
+fn masters_not_run_by_root_are_ignored_with_the_reason() {
+    let root = TempDir::new("proc");
+    let r = root.0.as_path();
+    let forged = fake_process_as(
+        r,
+        200,
+        "nginx",
+        b"nginx: master process /tmp/x/nginx -c /tmp/x/evil.conf\0",
+        1,
+        "Name:\tnginx\nUid:\t65534\t65534\t65534\t65534\n",
+    );
+    // In the agent's own user namespace: a plain unprivileged user.
+    fs::create_dir_all(forged.join("ns")).unwrap();
+    symlink("/proc/self/ns/user", forged.join("ns/user")).unwrap();
+    fake_process_as(
+        r,
+        210,
+        "nginx",
+        b"nginx: master process nginx\0",
+        1,
+        "Name:\tnginx\n",
+    );
+    fake_process(r, 201, "nginx", b"nginx: worker process\0", 200);
+
+    let found = find_nginx(r).unwrap();
+    assert!(found.masters.is_empty());
+    assert_eq!(found.ignored.len(), 2);
+    assert_eq!(found.ignored[0].pid, 200);
+    assert!(
+        found.ignored[0].reason.contains("runs as uid 65534"),
+        "{:?}",
+        found.ignored[0]
+    );
+    assert!(
+        found.ignored[1].reason.contains("cannot read its uids"),
+        "{:?}",
+        found.ignored[1]
+    );
+}
+
+#[test]
+fn paths_come_from_the_arguments_the_binary_and_the_working_directory() {
+    let proc = TempDir::new("proc");
+    let rootfs = TempDir::new("rootfs");
+    fs::create_dir_all(rootfs.0.join("srv/www")).unwrap();
+    let r = proc.0.as_path();
+    for (pid, cmdline) in [
+        (10, &b"nginx: master process /usr/sbin/nginx\0"[..]),
+        (11, b"nginx: master process nginx -c rel.conf\0"),
+        (12, b"nginx: master process nginx -p site -c conf/n.conf\0"),
+    ] {
+        let dir = fake_process(r, pid, "nginx", cmdline, 1);
+        symlink("/usr/sbin/nginx", dir.join("exe")).unwrap();
+        symlink(&rootfs.0, dir.join("root")).unwrap();
+        // The kernel prints a chrooted cwd from the agent's view: under the root's path.
+        symlink(rootfs.0.join("srv/www"), dir.join("cwd")).unwrap();
+    }
+    let found = find_nginx(r).unwrap();
+    let paths: Vec<MasterPaths> = found.masters.iter().map(|m| m.paths().unwrap()).collect();
+    let expect = |prefix: &str, conf: &str| MasterPaths {
+        prefix: prefix.into(),
+        conf_file: conf.into(),
+    };
+    assert_eq!(
+        paths,
+        [
+            expect("/usr/share/nginx", "/etc/nginx/nginx.conf"),
+            expect("/usr/share/nginx", "/usr/share/nginx/rel.conf"),
+            expect("/srv/www/site", "/srv/www/site/conf/n.conf"),
+        ]
+    );
+    let root = found.masters[0].root().unwrap();
+    assert_eq!(root.id(), RootDir::open(&rootfs.0).unwrap().id());
 }
 
 #[test]
@@ -96,62 +183,11 @@ fn master_args_edge_cases() {
         MasterArgs::default()
     );
     let args = MasterArgs::parse("nginx: master process nginx -é -p");
-    assert_eq!((args.argv0.as_deref(), args.prefix), (Some("nginx"), None));
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-// One test for every spawned script: parallel tests forking while another
-// thread still holds a script open for writing would cause ETXTBSY.
-#[test]
-fn config_dump_outcomes() {
-    let dir = TempDir::new("dump");
-    let ok = script(
-        &dir.0,
-        "ok",
-        "echo \"# configuration file /x/nginx.conf:\"; echo \"args: $*\"",
-    );
-    let denied = script(&dir.0, "denied", "echo 'nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed (13: Permission denied)' >&2; exit 1");
-    let broken = script(
-        &dir.0,
-        "broken",
-        "echo 'nginx: [emerg] unknown directive \"x\"' >&2; exit 1",
-    );
-    let slow = script(&dir.0, "slow", "exec sleep 5");
-
-    let out = run_config_dump(
-        &ok,
-        Some(Path::new("/p")),
-        Some(Path::new("/p/n.conf")),
-        DEFAULT_DUMP_TIMEOUT,
-    )
-    .unwrap();
+    assert_eq!(args, MasterArgs::default());
+    let args = MasterArgs::parse("nginx: master process /x/nginx -c -p");
     assert_eq!(
-        out,
-        "# configuration file /x/nginx.conf:\nargs: -T -p /p -c /p/n.conf\n"
+        args.conf.as_deref(),
+        Some(Path::new("-p")),
+        "as nginx reads it"
     );
-
-    let err = run_config_dump(&denied, None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
-    assert!(
-        matches!(&err, DumpError::Failed { hint: Some(_), stderr, .. } if stderr.contains("13: Permission denied"))
-    );
-    assert!(err.to_string().contains("run vigil as root"), "{err}");
-
-    let err = run_config_dump(&broken, None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
-    assert!(
-        matches!(&err, DumpError::Failed { hint: None, stderr, .. } if stderr.contains("unknown directive"))
-    );
-
-    let started = Instant::now();
-    let err = run_config_dump(&slow, None, None, Duration::from_millis(200)).unwrap_err();
-    assert!(matches!(err, DumpError::Timeout { .. }));
-    assert!(started.elapsed() < Duration::from_secs(4));
-
-    let err = run_config_dump(&dir.0.join("absent"), None, None, DEFAULT_DUMP_TIMEOUT).unwrap_err();
-    assert!(matches!(err, DumpError::Spawn { .. }));
 }

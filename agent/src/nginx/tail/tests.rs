@@ -3,6 +3,7 @@ use super::*;
 use crate::test_support::TempDir;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::sync::Arc;
 
 fn append(path: &Path, data: &[u8]) {
     OpenOptions::new()
@@ -140,4 +141,37 @@ fn invalid_utf8_is_replaced_and_cuts_respect_characters() {
         texts(tail.poll().unwrap()),
         [full("a\u{fffd}b"), cut("abc")]
     );
+}
+
+#[test]
+fn a_log_inside_a_root_rotates_there_and_never_follows_a_symlink_out() {
+    let outside = TempDir::new("outside");
+    let host_log = outside.0.join("secret.log");
+    append(&host_log, b"host secret\n");
+    let dir = TempDir::new("tail-root");
+    let logs = dir.0.join("var/log/nginx");
+    fs::create_dir_all(&logs).unwrap();
+    append(&logs.join("access.log"), b"a\n");
+    let root = Arc::new(RootDir::open(&dir.0).unwrap());
+    let in_root = Path::new("/var/log/nginx/access.log");
+    let mut tail = LogTail::in_root(root, in_root, StartAt::Beginning);
+    assert_eq!(tail.path(), in_root);
+    assert_eq!(texts(tail.poll().unwrap()), [full("a")]);
+
+    // Rotation by rename, then a symlink to a host file where the new log should be.
+    fs::rename(logs.join("access.log"), logs.join("access.log.1")).unwrap();
+    std::os::unix::fs::symlink(&host_log, logs.join("access.log")).unwrap();
+    append(&host_log, b"more host secret\n");
+    assert_eq!(
+        tail.poll().unwrap(),
+        [],
+        "old file finished, link leads nowhere inside"
+    );
+    append(&host_log, b"even more\n");
+    assert_eq!(tail.poll().unwrap(), []);
+
+    // A real file again: followed from its start.
+    fs::remove_file(logs.join("access.log")).unwrap();
+    append(&logs.join("access.log"), b"b\n");
+    assert_eq!(texts(tail.poll().unwrap()), [full("b")]);
 }
