@@ -1,7 +1,8 @@
 //! The Grafana dashboards and Prometheus rules under dashboards/: Grafana's model, LogQL
 //! through Grafana's own grammar, promtool's checks and unit tests, and every query run
 //! against a real Prometheus and the Loki stand-in fed by real nginx traffic through the
-//! agent and collector, where each must return data.
+//! agent and collector, where each must return data. Every test name starts with
+//! `dashboards` so that `cargo xtask test dashboards` runs them all.
 use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::{json, Value};
@@ -41,7 +42,7 @@ fn dashboards_follow_grafanas_model() {
 }
 
 #[test]
-fn the_model_check_catches_what_grafana_rejects() {
+fn dashboards_model_check_catches_what_grafana_rejects() {
     let (file, mut d) = grafana::dashboards().remove(0);
     assert!(grafana::problems(&file, &d).is_empty());
     let panels = d["panels"].as_array_mut().unwrap();
@@ -65,7 +66,7 @@ fn the_model_check_catches_what_grafana_rejects() {
 }
 
 #[test]
-fn dashboard_and_readme_logql_parse_with_grafanas_grammar() {
+fn dashboards_and_readme_logql_parse_with_grafanas_grammar() {
     let mut queries: Vec<String> = grafana::dashboards()
         .iter()
         .flat_map(|(file, d)| grafana::targets(file, d))
@@ -96,7 +97,7 @@ fn dashboard_and_readme_logql_parse_with_grafanas_grammar() {
 }
 
 #[test]
-fn rules_pass_promtool_and_every_cause_fires_and_stays_silent_in_unit_tests() {
+fn dashboards_rules_pass_promtool_and_every_cause_fires_and_stays_silent() {
     assert!(rules::promtool(&["check", "rules", "vigil-rules.yml"]).contains("SUCCESS"));
     let files = rules::unit_test_files();
     assert!(
@@ -246,7 +247,7 @@ fn variable_values(
 }
 
 #[test]
-fn every_dashboard_and_rule_query_returns_data_from_real_traffic() {
+fn dashboards_and_rules_queries_return_data_from_real_traffic() {
     let s = Scenario::start(&[rules::rules_file()]);
     let prom = &s.prometheus;
     let loaded = loaded_rules(prom);
@@ -269,6 +270,7 @@ fn every_dashboard_and_rule_query_returns_data_from_real_traffic() {
     // Each cause shows in its rule's expression, on its upstream only, and the collector
     // fires the same cause: the rules approximate it on this traffic.
     let mut wrong = Vec::new();
+    let started = std::time::Instant::now();
     wait_for(Duration::from_secs(150), || {
         wrong = alert_mismatches(&s, &alerts);
         wrong.is_empty()
@@ -278,6 +280,7 @@ fn every_dashboard_and_rule_query_returns_data_from_real_traffic() {
         "alerts after 150 s of traffic:\n{}",
         wrong.join("\n")
     );
+    eprintln!("every cause on its upstream after {:?}", started.elapsed());
     // Prometheus's own evaluation (every second here) holds them too: pending for `for`.
     let mut states = Vec::new();
     let active = wait_for(Duration::from_secs(20), || {

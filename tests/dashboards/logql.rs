@@ -100,7 +100,7 @@ fn without_comment(line: &str) -> &str {
 }
 
 #[test]
-fn comments_are_cut_outside_strings_only() {
+fn dashboards_readme_comments_are_cut_outside_strings_only() {
     assert_eq!(
         without_comment(r#"{a="b"} |= "(111: "   # refused"#),
         r#"{a="b"} |= "(111: ""#

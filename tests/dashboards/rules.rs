@@ -128,11 +128,11 @@ fn api(prom: &Prometheus, path: &str) -> Result<Value, String> {
     Ok(v)
 }
 
-/// An instant query's samples: (labels, value).
-pub fn query(
-    prom: &Prometheus,
-    promql: &str,
-) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+/// One sample of an instant query: its labels and value.
+pub type Sample = (BTreeMap<String, String>, f64);
+
+/// An instant query's samples.
+pub fn query(prom: &Prometheus, promql: &str) -> Result<Vec<Sample>, String> {
     let v = api(
         prom,
         &format!("/api/v1/query?query={}", http::encode(promql)),

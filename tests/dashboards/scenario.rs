@@ -143,7 +143,8 @@ impl Scenario {
         let healthy = upstreams::http_ok(Duration::from_millis(20));
         let refused = free_port();
         let slow = PythonListener::start(SILENT);
-        let spinning = python::spinning(1);
+        // Two workers for the two cores here: with one, the idle owner counts as room to spare.
+        let spinning = python::spinning(2);
         let unreachable = free_port();
         let syn_drop = SynDrop::new(unreachable);
         let backlog = PythonListener::start(FULL_BACKLOG);
@@ -208,13 +209,17 @@ impl Scenario {
         let traffic = targets
             .into_iter()
             .map(|(port, path)| {
+                // The spinning workers never accept: each request leaves a connection in
+                // their queue of 64, and once it is full the connects time out as well.
+                // Slowly, so that takes minutes, not one.
+                let pause = Duration::from_millis(if path == "/saturated" { 1000 } else { 200 });
                 let stop = stop.clone();
                 let path = path.to_owned();
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::SeqCst) {
                         // Failures are the point; the answer is nginx's 502/504.
                         let _ = http::get(port, &path);
-                        std::thread::sleep(Duration::from_millis(200));
+                        std::thread::sleep(pause);
                     }
                 })
             })
