@@ -181,7 +181,26 @@ fn alert_mismatches(s: &Scenario, alerts: &[(String, String)]) -> Vec<String> {
             ));
         }
     }
+    if !wrong.is_empty() {
+        wrong.push(contention(s));
+    }
     wrong
+}
+
+/// What the spinning workers get: on a node loaded by other work (another build on these
+/// two cores) they get less than half a core each, and neither the rule nor the collector
+/// can call them CPU-bound; said with the failure so it explains itself.
+fn contention(s: &Scenario) -> String {
+    let cpu = format!(
+        "vigil:upstream_busy_process_cpu:avg1m{{upstream=\"{}\"}}",
+        s.upstreams.saturated
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "(spinning workers' mean CPU: {:?} cores each; load average {})",
+        query(&s.prometheus, &cpu).map(|r| r.first().map(|(_, v)| *v)),
+        load.trim()
+    )
 }
 
 /// Panels that may be empty in this scenario, and why.
