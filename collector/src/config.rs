@@ -35,6 +35,8 @@ pub enum ConfigError {
     Loki(#[from] LokiConfigError),
     #[error(transparent)]
     Notify(#[from] NotifyConfigError),
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertsConfigError),
 }
 
 /// The file's shape: every key optional; unknown keys are an error (typos must not pass).
@@ -50,6 +52,8 @@ pub struct FileConfig {
     pub loki: Option<LokiFileConfig>,
     /// Email, Alertmanager and webhook notifiers (`notify::config`).
     pub notify: Option<NotifyFileConfig>,
+    /// Alert timing and state directory (`alerts::config`).
+    pub alerts: Option<crate::alerts::AlertsFileConfig>,
 }
 
 /// Values given on the command line or in VIGIL_* variables (they win over the file).
@@ -84,6 +88,7 @@ pub struct CollectorConfig {
     pub shutdown_grace: std::time::Duration,
     /// Email, Alertmanager and webhook notifiers (none configured: `is_empty`).
     pub notify: NotifyConfig,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
@@ -142,6 +147,7 @@ impl CollectorConfig {
         let shutdown_grace =
             std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
         let notify = NotifyConfig::resolve(file.notify.unwrap_or_default(), &o.notify)?;
+        let alerts = crate::alerts::AlertsConfig::resolve(file.alerts.unwrap_or_default())?;
         Ok(CollectorConfig {
             listen,
             token,
@@ -150,6 +156,7 @@ impl CollectorConfig {
             label_value_limit,
             shutdown_grace,
             notify,
+            alerts,
         })
     }
 }

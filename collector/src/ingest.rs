@@ -91,6 +91,7 @@ pub async fn ingest(
         return (StatusCode::OK, "duplicate\n").into_response();
     }
     state.recorder.apply(&batch);
+    state.alerts.observe(&batch);
     counter!("vigil_ingest_batches_total", "result" => "accepted").increment(1);
     counter!("vigil_ingest_records_total").increment(batch.len() as u64);
     if let Some(loki) = &state.loki {

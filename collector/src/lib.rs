@@ -3,10 +3,12 @@
 //! - `ingest` takes an agent batch over HTTP (auth, limits, decode, `dedup`), then
 //! - `metrics` turns it into Prometheus series (label values capped), and
 //! - `loki` turns its failed or abnormal connections and nginx log lines into log entries,
-//!   queued, spooled and shipped to Loki by a thread of their own.
+//!   queued, spooled and shipped to Loki by a thread of their own;
+//! - `alerts` diagnoses why nginx answers 502/504 and raises alerts by cause.
 //!
 //! `server` wires them together: it builds the shared `state::AppState` from `config`,
 //! routes the endpoints, and drains on shutdown.
+pub mod alerts;
 pub mod config;
 pub mod dedup;
 pub mod ingest;

@@ -39,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/alerts", get(crate::alerts::api::list))
         .with_state(state)
 }
 
@@ -56,21 +57,26 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(listen = %config.listen, auth = config.token.is_some(), loki = ?config.loki.as_ref().map(|l| &l.url), "vigil-collector serving");
+    let loki = config
+        .loki
+        .clone()
+        .map(loki::LokiSink::start)
+        .transpose()
+        .context("Loki spool directory")?;
+    let alerts = crate::alerts::AlertEngine::start(config.alerts.clone(), loki.clone())
+        .context("alert engine")?;
     let state = Arc::new(AppState {
         recorder: metrics::Recorder::new(config.label_value_limit),
         dedup: Dedup::default(),
         prometheus,
-        loki: config
-            .loki
-            .clone()
-            .map(loki::LokiSink::start)
-            .transpose()
-            .context("Loki spool directory")?,
+        loki,
+        alerts,
         draining: AtomicBool::new(false),
         config,
     });
     let draining = state.clone();
     let loki = state.loki.clone();
+    let alerts = state.alerts.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
@@ -81,6 +87,9 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         })
         .await
         .context("server failed")?;
+    tokio::task::spawn_blocking(move || alerts.shutdown())
+        .await
+        .context("alert engine shutdown")?;
     if let Some(loki) = loki {
         // What Loki has not got yet waits in the spool for the next start.
         tokio::task::spawn_blocking(move || loki.shutdown(grace))

@@ -15,4 +15,6 @@ pub struct AppState {
     pub recorder: Recorder,
     pub prometheus: PrometheusHandle,
     pub loki: Option<LokiSink>,
+    /// Root-cause alerts: fed every accepted batch, serves `GET /api/v1/alerts`.
+    pub alerts: crate::alerts::AlertEngine,
 }

@@ -35,6 +35,11 @@ impl Nginx {
 
     /// `timeouts` are proxy_connect_timeout and proxy_read_timeout for every route.
     pub fn start(tag: &str, routes: &[Route], timeouts: &str) -> Nginx {
+        Self::start_named(tag, "", routes, timeouts)
+    }
+
+    /// As `start`, the server block answering to `server_name` (none when empty).
+    pub fn start_named(tag: &str, server_name: &str, routes: &[Route], timeouts: &str) -> Nginx {
         let dir = scratch_dir(tag);
         let port = free_port();
         let mut locations = String::new();
@@ -43,6 +48,9 @@ impl Nginx {
                 "    location {} {{ proxy_pass http://127.0.0.1:{}/; }}\n",
                 r.path, r.upstream_port
             );
+        }
+        if !server_name.is_empty() {
+            locations = format!("    server_name {server_name};\n{locations}");
         }
         let d = dir.display();
         let conf = format!(

@@ -60,6 +60,7 @@ impl Batch {
             + self.processes.len()
             + self.nginx_errors.len()
             + self.nginx_access.len()
+            + self.routes.len()
     }
 
     pub fn is_empty(&self) -> bool {

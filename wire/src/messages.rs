@@ -25,6 +25,9 @@ pub struct Batch {
     pub nginx_access: Vec<NginxAccessRecord>,
     #[prost(message, optional, tag = "10")]
     pub health: Option<AgentHealth>,
+    /// nginx's proxy routes, the whole set with each sample (empty between samples).
+    #[prost(message, repeated, tag = "11")]
+    pub routes: Vec<NginxRoute>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -222,6 +225,32 @@ pub struct ProcessSample {
     pub state: String,
     #[prost(int64, tag = "8")]
     pub threads: i64,
+    /// The CPU this process can get, in cores: the tightest cgroup v2 `cpu.max` quota over
+    /// its cgroup and their parents, else the node's online CPUs.
+    #[prost(double, optional, tag = "9")]
+    pub cpu_cores_available: Option<f64>,
+}
+
+/// One `proxy_pass` destination as nginx's configuration routes it: which sites and
+/// locations send requests there. A `proxy_pass` naming an `upstream` block yields one route
+/// per server of the block.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NginxRoute {
+    #[prost(string, repeated, tag = "1")]
+    pub server_names: Vec<String>,
+    /// The enclosing `location`'s arguments, e.g. `/api/` or `= /exact` ("" outside one).
+    #[prost(string, tag = "2")]
+    pub location: String,
+    /// The destination, `host:port` or `unix:/path`: the `upstream` label.
+    #[prost(string, tag = "3")]
+    pub upstream: String,
+    /// The `upstream` block's name, "" for a literal address.
+    #[prost(string, tag = "4")]
+    pub group: String,
+    #[prost(uint64, tag = "5")]
+    pub connect_timeout_ms: u64,
+    #[prost(uint64, tag = "6")]
+    pub read_timeout_ms: u64,
 }
 
 /// One nginx error.log line: parsed fields when it parsed, always the raw line.

@@ -144,6 +144,10 @@ fn sample(
         .upstreams
         .extend(watcher.tracker.states().map(outbox::upstream));
     batch.processes.extend(samples.iter().map(outbox::process));
+    // The whole set each time: the collector ties alerts to sites and locations with it.
+    if let Some(nginx) = &watcher.nginx {
+        batch.routes = outbox::routes(nginx.configs());
+    }
     let probe_stats = watcher
         .probes
         .as_ref()

@@ -279,3 +279,10 @@ impl NginxView {
         out
     }
 }
+
+impl NginxView {
+    /// The configurations of the running masters: what the agent's routes are read from.
+    pub fn configs(&self) -> &[NginxConfig] {
+        &self.configs
+    }
+}

@@ -6,7 +6,7 @@ use vigil_wire as wire;
 
 use crate::{
     host::{owners::ProcessIdentity, upstreams::UpstreamState},
-    nginx::{view::LogEvent, UpstreamError},
+    nginx::{view::LogEvent, NginxConfig, ProxyTarget, UpstreamError},
     probes::{connection::ConnectionRecord, exit::ProcessExitInfo},
     watch::RoledSample,
 };
@@ -150,7 +150,43 @@ pub fn process(s: &RoledSample) -> wire::ProcessSample {
         rss_bytes: s.sample.rss_bytes,
         state: s.sample.state.to_string(),
         threads: s.sample.threads,
+        cpu_cores_available: s.sample.cpu_cores_available,
     }
+}
+
+/// Where nginx sends requests: one route per `proxy_pass` with a literal address, one per
+/// server of the `upstream` block it names (variables in the host are resolved per request,
+/// so those are left out). The same route in several masters' configurations is sent once.
+pub fn routes(configs: &[NginxConfig]) -> Vec<wire::NginxRoute> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for config in configs {
+        for proxy in &config.proxies {
+            let (group, servers) = match &proxy.target {
+                ProxyTarget::Address(addr) => ("", std::slice::from_ref(addr)),
+                ProxyTarget::Upstream(name) => match config.upstream(name) {
+                    Some(u) => (name.as_str(), u.servers.as_slice()),
+                    None => continue,
+                },
+                ProxyTarget::Dynamic(_) => continue,
+            };
+            let location = proxy.location.clone().unwrap_or_default();
+            for server in servers {
+                if !seen.insert((proxy.server_names.clone(), location.clone(), server.clone())) {
+                    continue;
+                }
+                out.push(wire::NginxRoute {
+                    server_names: proxy.server_names.clone(),
+                    location: location.clone(),
+                    upstream: server.clone(),
+                    group: group.to_owned(),
+                    connect_timeout_ms: proxy.connect_timeout.as_millis() as u64,
+                    read_timeout_ms: proxy.read_timeout.as_millis() as u64,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// nginx logs the upstream as a URL (`http://127.0.0.1:8084/dead`,
@@ -212,7 +248,49 @@ pub fn log_event(batch: &mut wire::Batch, event: LogEvent, now_ns: i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::destination;
+    use super::{destination, routes};
+    use crate::nginx::{config::parse_file, NginxConfig};
+
+    #[test]
+    fn routes_name_each_destination_with_its_sites_and_locations() {
+        let text = "http {
+            upstream app { server 127.0.0.1:8081; server 127.0.0.1:8082; }
+            server { server_name shop.example.com www.shop.example.com;
+                proxy_read_timeout 30s;
+                location /api/ { proxy_pass http://app; }
+                location / { proxy_pass http://127.0.0.1:8084/; }
+                location /dyn { proxy_pass http://$host:9000; }
+            }
+        }";
+        let tree = parse_file(text, "nginx.conf").unwrap();
+        let config = NginxConfig::from_tree(&tree, std::path::Path::new("/"));
+        let routes = routes(&[config.clone(), config]);
+        let got: Vec<_> = routes
+            .iter()
+            .map(|r| (r.location.as_str(), r.upstream.as_str(), r.group.as_str()))
+            .collect();
+        assert!(got.contains(&("/api/", "127.0.0.1:8081", "app")), "{got:?}");
+        assert!(got.contains(&("/api/", "127.0.0.1:8082", "app")), "{got:?}");
+        assert!(got.contains(&("/", "127.0.0.1:8084", "")), "{got:?}");
+        assert!(
+            !got.iter().any(|(l, _, _)| *l == "/dyn"),
+            "a variable host is resolved per request: {got:?}"
+        );
+        assert_eq!(
+            got.iter().filter(|(l, ..)| *l == "/").count(),
+            1,
+            "a route in two masters' configurations is sent once"
+        );
+        let api = routes.iter().find(|r| r.location == "/api/").unwrap();
+        assert_eq!(
+            api.server_names,
+            ["shop.example.com", "www.shop.example.com"]
+        );
+        assert_eq!(
+            (api.read_timeout_ms, api.connect_timeout_ms),
+            (30_000, 60_000)
+        );
+    }
 
     #[test]
     fn destinations_from_nginx_upstream_urls() {
