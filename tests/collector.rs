@@ -29,10 +29,17 @@ fn batch(agent: &str, sequence: u64, upstream: &str) -> Batch {
     }
 }
 
-/// `vigil_upstream_connects_total{result="refused"}` for an upstream on 127.0.0.1:`port`.
+/// `vigil_upstream_connects_total{result="refused"}` for an upstream on 127.0.0.1:`port`
+/// (panics when the collector has no such series).
 fn refused(c: &Collector, port: u16) -> f64 {
+    refused_so_far(c, port)
+        .unwrap_or_else(|| panic!("no refused connects to {port}:\n{}", c.metrics()))
+}
+
+/// The same while polling: `None` until the first such connect arrives.
+fn refused_so_far(c: &Collector, port: u16) -> Option<f64> {
     let upstream = format!("127.0.0.1:{port}");
-    c.value(
+    c.sample(
         "vigil_upstream_connects_total",
         &[("upstream", &upstream), ("result", "refused")],
     )
@@ -203,7 +210,9 @@ fn collector_restart_under_load_counts_every_connect_once() {
         nginx
     });
     // Mid-load: the first batches (sealed after 1 s) have been delivered by then.
-    wait_for(Duration::from_secs(10), || refused(&first, closed) > 0.0);
+    wait_for(Duration::from_secs(10), || {
+        refused_so_far(&first, closed).is_some_and(|n| n > 0.0)
+    });
     first.terminate();
     // While draining the count is final: ingest is refused, /metrics still answers.
     std::thread::sleep(Duration::from_millis(300));
@@ -214,7 +223,7 @@ fn collector_restart_under_load_counts_every_connect_once() {
     let _nginx = load.join().unwrap();
 
     wait_for(Duration::from_secs(30), || {
-        counted_by_first + refused(&second, closed) >= requests as f64
+        refused_so_far(&second, closed).is_some_and(|n| counted_by_first + n >= requests as f64)
     });
     // Anything counted twice would show up after the agent's retries settle.
     std::thread::sleep(Duration::from_millis(1500));
@@ -241,11 +250,14 @@ fn agent_spools_while_the_collector_is_away_and_delivers_later() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let c = Collector::start_on("spool", port, "");
-    wait_for(Duration::from_secs(40), || refused(&c, closed) >= 20.0);
+    wait_for(Duration::from_secs(40), || {
+        refused_so_far(&c, closed).is_some_and(|n| n >= 20.0)
+    });
     assert_eq!(refused(&c, closed), 20.0);
     // Later batches carry the agent's health, retries included.
     wait_for(Duration::from_secs(20), || {
-        c.value("vigil_agent_batches_retried_total", &[]) > 0.0
+        c.sample("vigil_agent_batches_retried_total", &[])
+            .is_some_and(|n| n > 0.0)
     });
     assert!(
         c.value("vigil_agent_batches_retried_total", &[]) > 0.0,
@@ -271,7 +283,102 @@ fn a_stopped_agent_keeps_undelivered_batches_on_disk_and_sends_them_next_time() 
     assert!(spooled > 0, "undelivered batches are on disk");
     let c = Collector::start_on("persist", port, "");
     let again = AgentRun::start(&c.url(), &[closed], &state, &[]);
-    wait_for(Duration::from_secs(20), || refused(&c, closed) >= 5.0);
+    wait_for(Duration::from_secs(20), || {
+        refused_so_far(&c, closed).is_some_and(|n| n >= 5.0)
+    });
     assert_eq!(refused(&c, closed), 5.0);
     again.stop();
+}
+
+/// A batch header, then `n` empty connections (field 5, two bytes each), snappy-compressed.
+fn record_bomb(n: usize) -> Vec<u8> {
+    use prost::Message;
+    let mut raw = batch("bomb", 1, "127.0.0.1:9").encode_to_vec();
+    raw.extend([0x2a, 0x00].repeat(n));
+    vigil_e2e_snappy(&raw)
+}
+
+#[test]
+fn collector_refuses_snappy_bombs_and_stays_up() {
+    let c = Collector::start("bombs", "");
+    // As reported: 6 MB on the wire, 120 MiB decompressed (within the old 8 × body limit),
+    // 60 M records, 9 GB decoded; the collector aborted.
+    let huge = record_bomb(60 << 20);
+    assert!(huge.len() < 8 << 20, "{} bytes", huge.len());
+    let r = c.ingest(&huge, None);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("decompresses to"), "{}", r.body);
+    // Within the decoded size (24 MiB), over the record count (12 M > 50,000).
+    let r = c.ingest(&record_bomb(12 << 20), None);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("records"), "{}", r.body);
+
+    assert_eq!(http::get(c.port, "/healthz").unwrap().status, 200);
+    let good = batch("after-bombs", 1, "127.0.0.1:9").encode_compressed();
+    assert_eq!(c.ingest(&good, None).status, 200, "still ingesting");
+    for result in ["decoded_too_large", "too_many_records", "accepted"] {
+        let n = c.value("vigil_ingest_batches_total", &[("result", result)]);
+        assert_eq!(n, 1.0, "{result}");
+    }
+}
+
+/// Waits until `n` ingest requests hold a slot (stalled uploads in their handlers).
+fn wait_for_slots_in_use(c: &Collector, n: f64) {
+    let in_flight = || c.sample("vigil_ingest_requests_in_flight", &[]) == Some(n);
+    assert!(
+        wait_for(Duration::from_secs(10), in_flight),
+        "{}",
+        c.metrics()
+    );
+}
+
+#[test]
+fn collector_bounds_concurrent_and_slow_ingests() {
+    let c = Collector::start(
+        "slots",
+        "max_concurrent_ingests = 1\ningest_timeout_ms = 1500\n",
+    );
+    let mut stalled = c.stalled_upload(1000, 10);
+    let good = batch("slots", 1, "127.0.0.1:9").encode_compressed();
+    wait_for_slots_in_use(&c, 1.0);
+    let (status, head, body) = c.ingest_with_head(&good);
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(body.contains("max_concurrent_ingests"), "{body}");
+
+    let (status, _, body) = vigil_e2e::collector::read_response(&mut stalled);
+    assert_eq!(status, 408, "the stalled upload times out: {body}");
+    assert_eq!(c.ingest(&good, None).status, 200, "the slot is free again");
+    // A client that hangs up mid-body is counted too.
+    drop(c.stalled_upload(1000, 10));
+    wait_for(Duration::from_secs(5), || {
+        c.sample("vigil_ingest_batches_total", &[("result", "aborted")]) == Some(1.0)
+    });
+    let count = |result| c.value("vigil_ingest_batches_total", &[("result", result)]);
+    assert!(count("busy") >= 1.0);
+    assert_eq!((count("timeout"), count("aborted")), (1.0, 1.0));
+}
+
+#[test]
+fn a_stopping_collector_exits_despite_stalled_clients() {
+    let mut c = Collector::start(
+        "stalled-stop",
+        "shutdown_grace_ms = 200\ningest_timeout_ms = 2000\nmax_concurrent_ingests = 1\n",
+    );
+    let _mid_body = c.stalled_upload(1000, 10);
+    let mut mid_head = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    std::io::Write::write_all(
+        &mut mid_head,
+        b"POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\n",
+    )
+    .unwrap();
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    wait_for_slots_in_use(&c, 1.0);
+    c.terminate();
+    // Bounded by grace + ingest timeout (2.2 s here); without the bound it never exits.
+    let status = c.wait_at_most(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exited: {status:?} (the clients are still connected)"
+    );
 }

@@ -6,10 +6,15 @@ use vigil_collector::{
     loki::{encode::encode_push, LogEntry},
     metrics::{install, Recorder},
 };
-use vigil_wire::{Batch, ConnectResult, ConnectionOutcome, NginxErrorRecord};
+use vigil_wire::{Batch, ConnectResult, ConnectionOutcome, DecodeLimits, NginxErrorRecord};
 
 const INGEST_TARGET: f64 = 1_000_000.0;
 const LOKI_TARGET: f64 = 200_000.0;
+/// The collector's defaults: the bench measures the decode ingest runs.
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_decoded_bytes: vigil_collector::config::DEFAULT_MAX_DECODED_BYTES,
+    max_records: vigil_collector::config::DEFAULT_MAX_RECORDS_PER_BATCH,
+};
 
 fn batch(sequence: u64) -> Batch {
     let results = [
@@ -76,7 +81,7 @@ fn main() {
     let mut i = 0;
     let ingest = rate(Duration::from_secs(3), records, || {
         let decoded =
-            Batch::decode_compressed(&bodies[i % bodies.len()], 64 << 20).expect("decodes");
+            Batch::decode_compressed(&bodies[i % bodies.len()], &LIMITS).expect("decodes");
         recorder.apply(&decoded);
         i += 1;
     });

@@ -6,7 +6,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
-use vigil_wire::token::{read_token_file, TokenError};
+use vigil_wire::{
+    token::{read_token_file, TokenError},
+    DecodeLimits,
+};
 
 use crate::loki::{LokiConfig, LokiConfigError, LokiFileConfig};
 use crate::notify::{NotifyConfig, NotifyConfigError, NotifyFileConfig, NotifyOverrides};
@@ -47,6 +50,10 @@ pub struct FileConfig {
     pub token_file: Option<PathBuf>,
     pub loki_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub max_decoded_bytes: Option<usize>,
+    pub max_records_per_batch: Option<usize>,
+    pub max_concurrent_ingests: Option<usize>,
+    pub ingest_timeout_ms: Option<u64>,
     pub label_value_limit: Option<usize>,
     pub shutdown_grace_ms: Option<u64>,
     pub loki: Option<LokiFileConfig>,
@@ -82,6 +89,12 @@ pub struct CollectorConfig {
     pub loki: Option<LokiConfig>,
     /// Largest compressed ingest body accepted (413 above).
     pub max_body_bytes: usize,
+    /// What one body may decode to: decompressed bytes and records (413 above).
+    pub decode_limits: DecodeLimits,
+    /// Ingest requests served at once (503 busy above); bounds ingest memory.
+    pub max_concurrent_ingests: usize,
+    /// How long an ingest request may take to send its body (408 after).
+    pub ingest_timeout: std::time::Duration,
     /// Distinct values kept per label and metric family before `other`.
     pub label_value_limit: usize,
     /// How long /metrics keeps serving after SIGTERM (ingest refused meanwhile).
@@ -92,6 +105,80 @@ pub struct CollectorConfig {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9470";
+/// A full agent batch (5,000 records) decodes to a few MiB; these leave tenfold room while
+/// keeping one request's memory (`DecodeLimits::memory_bound`) near 130 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+pub const DEFAULT_MAX_DECODED_BYTES: usize = 32 << 20;
+pub const DEFAULT_MAX_RECORDS_PER_BATCH: usize = 50_000;
+/// Decoding is CPU-bound and takes milliseconds: 16 slots serve thousands of batches a
+/// second on two cores, and cap ingest memory at 16 requests' worth.
+pub const DEFAULT_MAX_CONCURRENT_INGESTS: usize = 16;
+pub const DEFAULT_INGEST_TIMEOUT_MS: u64 = 10_000;
+/// Far above what memory allows, and within the semaphore's u32 permit count.
+const MAX_CONCURRENT_INGESTS: usize = 1 << 16;
+
+/// `value`, or an error naming `field` when it is 0.
+fn positive<T: Copy + Default + PartialEq + ToString>(
+    field: &'static str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value == T::default() {
+        return Err(ConfigError::Invalid {
+            field,
+            value: value.to_string(),
+            what: "positive number",
+        });
+    }
+    Ok(value)
+}
+
+/// The ingest bounds: body, decode, concurrency, time.
+struct IngestBounds {
+    max_body_bytes: usize,
+    decode_limits: DecodeLimits,
+    max_concurrent_ingests: usize,
+    ingest_timeout: std::time::Duration,
+}
+
+impl IngestBounds {
+    fn resolve(file: &FileConfig) -> Result<Self, ConfigError> {
+        let max_concurrent_ingests = positive(
+            "max_concurrent_ingests",
+            file.max_concurrent_ingests
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_INGESTS),
+        )?;
+        if max_concurrent_ingests > MAX_CONCURRENT_INGESTS {
+            return Err(ConfigError::Invalid {
+                field: "max_concurrent_ingests",
+                value: max_concurrent_ingests.to_string(),
+                what: "number of requests (at most 65536)",
+            });
+        }
+        let timeout_ms = file.ingest_timeout_ms.unwrap_or(DEFAULT_INGEST_TIMEOUT_MS);
+        Ok(IngestBounds {
+            max_body_bytes: positive(
+                "max_body_bytes",
+                file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            )?,
+            decode_limits: DecodeLimits {
+                max_decoded_bytes: positive(
+                    "max_decoded_bytes",
+                    file.max_decoded_bytes.unwrap_or(DEFAULT_MAX_DECODED_BYTES),
+                )?,
+                max_records: positive(
+                    "max_records_per_batch",
+                    file.max_records_per_batch
+                        .unwrap_or(DEFAULT_MAX_RECORDS_PER_BATCH),
+                )?,
+            },
+            max_concurrent_ingests,
+            ingest_timeout: std::time::Duration::from_millis(positive(
+                "ingest_timeout_ms",
+                timeout_ms,
+            )?),
+        })
+    }
+}
 
 impl CollectorConfig {
     pub fn load(o: &Overrides) -> Result<Self, ConfigError> {
@@ -112,6 +199,7 @@ impl CollectorConfig {
     }
 
     pub fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigError> {
+        let ingest = IngestBounds::resolve(&file)?;
         let listen = o
             .listen
             .clone()
@@ -135,7 +223,6 @@ impl CollectorConfig {
             Some(url) => Some(LokiConfig::resolve(url, file.loki.unwrap_or_default())?),
             None => None,
         };
-        let max_body_bytes = file.max_body_bytes.unwrap_or(16 << 20);
         let label_value_limit = file.label_value_limit.unwrap_or(500);
         if label_value_limit == 0 {
             return Err(ConfigError::Invalid {
@@ -152,7 +239,10 @@ impl CollectorConfig {
             listen,
             token,
             loki,
-            max_body_bytes,
+            max_body_bytes: ingest.max_body_bytes,
+            decode_limits: ingest.decode_limits,
+            max_concurrent_ingests: ingest.max_concurrent_ingests,
+            ingest_timeout: ingest.ingest_timeout,
             label_value_limit,
             shutdown_grace,
             notify,
@@ -202,5 +292,39 @@ mod tests {
             CollectorConfig::resolve(FileConfig::default(), &o),
             Err(ConfigError::Token(_))
         ));
+    }
+
+    #[test]
+    fn ingest_bounds_default_and_refuse_zero() {
+        let c = CollectorConfig::resolve(FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(c.decode_limits.max_records, DEFAULT_MAX_RECORDS_PER_BATCH);
+        assert_eq!(c.decode_limits.max_decoded_bytes, DEFAULT_MAX_DECODED_BYTES);
+        assert_eq!(c.max_concurrent_ingests, DEFAULT_MAX_CONCURRENT_INGESTS);
+        assert_eq!(c.ingest_timeout.as_millis(), 10_000);
+        let file: FileConfig = toml::from_str(
+            "max_decoded_bytes = 1024\nmax_records_per_batch = 10\nmax_concurrent_ingests = 2\ningest_timeout_ms = 500",
+        )
+        .unwrap();
+        let c = CollectorConfig::resolve(file, &Overrides::default()).unwrap();
+        let limits = DecodeLimits {
+            max_decoded_bytes: 1024,
+            max_records: 10,
+        };
+        assert_eq!(c.decode_limits, limits);
+        assert_eq!(c.max_concurrent_ingests, 2);
+        assert_eq!(c.ingest_timeout.as_millis(), 500);
+        for key in [
+            "max_body_bytes",
+            "max_decoded_bytes",
+            "max_records_per_batch",
+            "max_concurrent_ingests",
+            "ingest_timeout_ms",
+        ] {
+            let file: FileConfig = toml::from_str(&format!("{key} = 0")).unwrap();
+            let e = CollectorConfig::resolve(file, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("`{key}` = \"0\"")), "{e}");
+        }
     }
 }

@@ -1,6 +1,10 @@
-//! `POST /api/v1/ingest`: bearer token (401), body limit (413), snappy+prost decode (400 with
-//! the reason), duplicate `(agent_id, sequence)` accepted and ignored (`dedup`), then metrics
-//! and, when Loki is configured, its log lines to the Loki sink.
+//! `POST /api/v1/ingest`, checked in order of cost: draining (503), bearer token (401), a
+//! free ingest slot (503 `busy`, Retry-After), the body within `max_body_bytes` (413) and
+//! `ingest_timeout` (408), the decode within the decode limits on a blocking thread (413
+//! past the decoded size or record count, 400 with the reason when malformed), duplicate
+//! `(agent_id, sequence)` accepted and ignored (`dedup`), then metrics and, when Loki is
+//! configured, its log lines to the Loki sink. Every refusal is counted in
+//! `vigil_ingest_batches_total{result}` and logged.
 use std::sync::Arc;
 
 use axum::{
@@ -9,18 +13,37 @@ use axum::{
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use metrics::counter;
+use metrics::{counter, gauge};
 use tracing::{debug, warn};
-use vigil_wire::Batch;
+use vigil_wire::{Batch, WireError};
 
 use crate::state::AppState;
 
-/// Decompressed size limit relative to the compressed body limit (snappy bombs).
-const EXPANSION_LIMIT: usize = 8;
+/// Seconds a `busy` agent is told to wait; its own backoff grows from there.
+const BUSY_RETRY_AFTER_SECS: &str = "1";
+
+/// An ingest slot, shown in `vigil_ingest_requests_in_flight` while held.
+struct Slot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl<'a> Slot<'a> {
+    fn take(state: &'a AppState) -> Option<Self> {
+        let permit = state.ingest_slots.try_acquire().ok()?;
+        gauge!("vigil_ingest_requests_in_flight").increment(1);
+        Some(Slot { _permit: permit })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        gauge!("vigil_ingest_requests_in_flight").decrement(1);
+    }
+}
 
 fn reject(status: StatusCode, result: &'static str, message: String) -> Response {
     counter!("vigil_ingest_batches_total", "result" => result).increment(1);
-    warn!(%status, "ingest rejected: {message}");
+    warn!(%status, result, "ingest rejected: {message}");
     (status, message + "\n").into_response()
 }
 
@@ -61,23 +84,92 @@ pub async fn ingest(
             "missing or wrong bearer token".into(),
         );
     }
+    // Taken before the body is read: a refused request costs its headers only. Refused
+    // rather than queued: the agent keeps the batch in its spool and retries with backoff,
+    // while a queue would hold connections (and their buffers) without bound.
+    let Some(_slot) = Slot::take(&state) else {
+        let mut busy = reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} ingest requests already in progress (max_concurrent_ingests); retry",
+                state.config.max_concurrent_ingests
+            ),
+        );
+        busy.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from_static(BUSY_RETRY_AFTER_SECS),
+        );
+        return busy;
+    };
+    let body = match read_body(&state, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let limits = state.config.decode_limits;
+    // Bounded, but milliseconds of CPU for a full batch: off the async workers.
+    let batch =
+        match tokio::task::spawn_blocking(move || Batch::decode_compressed(&body, &limits)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => return refuse_undecoded(e),
+            Err(e) => {
+                return reject(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    format!("decoding failed: {e}"),
+                )
+            }
+        };
+    apply(&state, batch)
+}
+
+/// The body, within `max_body_bytes` and `ingest_timeout`.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Response> {
+    let (limit, timeout) = (state.config.max_body_bytes, state.config.ingest_timeout);
     // Reads at most the limit: an oversized body is refused without buffering it.
-    let limit = state.config.max_body_bytes;
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body over the {limit}-byte limit (max_body_bytes)"),
-            )
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) if over_length_limit(&e) => Err(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body over the {limit}-byte limit (max_body_bytes)"),
+        )),
+        Ok(Err(e)) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            "aborted",
+            format!("body not received: {e}"),
+        )),
+        Err(_) => Err(reject(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("body not received within {timeout:?} (ingest_timeout_ms)"),
+        )),
+    }
+}
+
+fn over_length_limit(e: &axum::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn refuse_undecoded(e: WireError) -> Response {
+    let (status, result) = match e {
+        WireError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "decoded_too_large"),
+        WireError::TooManyRecords { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records"),
+        WireError::Snappy(_) | WireError::Decode(_) | WireError::Malformed { .. } => {
+            (StatusCode::BAD_REQUEST, "undecodable")
         }
     };
-    let batch = match Batch::decode_compressed(&body, state.config.max_body_bytes * EXPANSION_LIMIT)
-    {
-        Ok(b) => b,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, "undecodable", e.to_string()),
-    };
+    reject(status, result, e.to_string())
+}
+
+fn apply(state: &AppState, batch: Batch) -> Response {
     if batch.agent_id.is_empty() || batch.sequence == 0 {
         return reject(
             StatusCode::BAD_REQUEST,

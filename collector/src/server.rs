@@ -1,10 +1,14 @@
 //! The HTTP side: `router` maps `/api/v1/ingest`, `/metrics`, `/healthz` and `/readyz` to
 //! their handlers; `serve` installs the metrics recorder, starts the Loki sink, serves until
 //! SIGTERM or Ctrl-C, drains for the grace period, and leaves unshipped Loki lines in the
-//! spool.
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+//! spool. Shutdown is bounded even with stalled clients: after the grace period connections
+//! get `ingest_timeout` to finish (an ingest body read ends by then), then are dropped.
+use std::{
+    future::IntoFuture,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use anyhow::Context;
@@ -13,7 +17,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{config::CollectorConfig, dedup::Dedup, ingest, loki, metrics, state::AppState};
 
@@ -72,21 +76,20 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         loki,
         alerts,
         draining: AtomicBool::new(false),
+        ingest_slots: tokio::sync::Semaphore::new(config.max_concurrent_ingests),
         config,
     });
-    let draining = state.clone();
     let loki = state.loki.clone();
-    let alerts = state.alerts.clone();
     let grace = state.config.shutdown_grace;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            draining.draining.store(true, Ordering::SeqCst);
-            info!(grace = ?draining.config.shutdown_grace, "draining: ingest refused, /metrics still served");
-            tokio::time::sleep(draining.config.shutdown_grace).await;
-        })
-        .await
-        .context("server failed")?;
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(drain(state.clone(), drained.clone()));
+    tokio::select! {
+        served = server.into_future() => served.context("server failed")?,
+        () = connections_overdue(&drained, state.config.ingest_timeout) => {}
+    }
+    ingests_finished(&state).await;
+    let alerts = state.alerts.clone();
     tokio::task::spawn_blocking(move || alerts.shutdown())
         .await
         .context("alert engine shutdown")?;
@@ -97,6 +100,40 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             .context("Loki shutdown")?;
     }
     Ok(())
+}
+
+/// The graceful-shutdown signal: on SIGTERM ingest is refused while /metrics serves for the
+/// grace period; then connections are asked to close, and `drained` is notified.
+async fn drain(state: Arc<AppState>, drained: Arc<tokio::sync::Notify>) {
+    shutdown_signal().await;
+    state.draining.store(true, Ordering::SeqCst);
+    info!(grace = ?state.config.shutdown_grace, "draining: ingest refused, /metrics still served");
+    tokio::time::sleep(state.config.shutdown_grace).await;
+    drained.notify_one();
+}
+
+/// Resolves `limit` after the drain: connections still open then (a stalled client, an
+/// unfinished request head) are dropped rather than keeping the process alive.
+async fn connections_overdue(drained: &tokio::sync::Notify, limit: std::time::Duration) {
+    drained.notified().await;
+    tokio::time::sleep(limit).await;
+    warn!(
+        ?limit,
+        "connections still open after the grace period; closing them"
+    );
+}
+
+/// Waits until no ingest holds a slot, so none enqueues to Loki after its shutdown. Body
+/// reads have timed out by now (ingest_timeout after the drain); decoding is bounded.
+async fn ingests_finished(state: &AppState) {
+    let slots = state.config.max_concurrent_ingests as u32;
+    let wait = state.ingest_slots.acquire_many(slots);
+    if tokio::time::timeout(state.config.ingest_timeout, wait)
+        .await
+        .is_err()
+    {
+        warn!("ingest requests still running at shutdown; their batches may be lost");
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
-//! `AppState`: what the HTTP handlers share — the configuration, the draining flag, ingest
-//! dedup, the metrics recorder and Prometheus handle, and the Loki sink when configured.
+//! `AppState`: what the HTTP handlers share — the configuration, the draining flag, the
+//! ingest slots, ingest dedup, the metrics recorder and Prometheus handle, and the Loki sink
+//! when configured.
 use std::sync::atomic::AtomicBool;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -11,6 +12,9 @@ pub struct AppState {
     /// Set on SIGTERM: ingest answers 503 (agents keep the batch and retry elsewhere or
     /// later) while /metrics keeps serving for the grace period, so the last values get scraped.
     pub draining: AtomicBool,
+    /// One permit per ingest request being read, decoded or applied
+    /// (`max_concurrent_ingests`): what bounds ingest memory, and what shutdown waits for.
+    pub ingest_slots: tokio::sync::Semaphore,
     pub dedup: Dedup,
     pub recorder: Recorder,
     pub prometheus: PrometheusHandle,

@@ -1,8 +1,10 @@
 //! `vigil-collector` as a child process with its own config file and port.
 use std::{
+    io::{Read, Write},
+    net::TcpStream,
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
 };
 
 use crate::{bin, free_port, http, scratch_dir, wait_for};
@@ -52,14 +54,30 @@ impl Collector {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The `/metrics` text; panics when the collector does not answer 200 (a dead collector
+    /// must fail the test, not read as zeros).
     pub fn metrics(&self) -> String {
-        http::get(self.port, "/metrics")
-            .map(|r| r.body)
-            .unwrap_or_default()
+        match http::get(self.port, "/metrics") {
+            Ok(r) if r.status == 200 => r.body,
+            Ok(r) => panic!(
+                "GET /metrics on {}: status {}: {}",
+                self.port, r.status, r.body
+            ),
+            Err(e) => panic!("GET /metrics on {}: {e}", self.port),
+        }
     }
 
+    /// The sample `name{labels}`; panics, showing the exposition, when there is none.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        http::metric_value(&self.metrics(), name, labels).unwrap_or(0.0)
+        let text = self.metrics();
+        http::metric_value(&text, name, labels)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?} in /metrics:\n{text}"))
+    }
+
+    /// The sample `name{labels}` if the collector has it yet (for polling; a test asserts
+    /// on `value` afterwards, or on `None` where a series must be absent).
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        http::metric_value(&self.metrics(), name, labels)
     }
 
     /// SIGTERM; the collector drains (ingest refused, /metrics served) and exits.
@@ -70,6 +88,59 @@ impl Collector {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
+
+    /// The exit status if the process ends within `limit`.
+    pub fn wait_at_most(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// An ingest request that declares a `declared`-byte body, sends `sent` bytes of it and
+    /// then nothing: a client stalled mid-upload (until the stream is dropped).
+    pub fn stalled_upload(&self, declared: usize, sent: usize) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {}\r\nContent-Length: {declared}\r\n\r\n",
+            vigil_wire::INGEST_PATH,
+            vigil_wire::CONTENT_TYPE
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&vec![0u8; sent]).unwrap();
+        s
+    }
+
+    /// A whole ingest request on its own connection: the response's head (status line and
+    /// headers, lower-cased) and body, for the headers `ingest` does not show.
+    pub fn ingest_with_head(&self, body: &[u8]) -> (u16, String, String) {
+        let mut s = self.stalled_upload(body.len(), 0);
+        s.write_all(body).unwrap();
+        read_response(&mut s)
+    }
+}
+
+/// Reads one HTTP response to its end (the collector closes after it): (status, lower-cased
+/// head, body). Status 0 when the connection closed without one.
+pub fn read_response(s: &mut TcpStream) -> (u16, String, String) {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut raw = Vec::new();
+    // A reset after the response (unread request bytes) still leaves what was read.
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 impl Drop for Collector {

@@ -1,7 +1,8 @@
-//! `cargo xtask bench probes | collector`. `probes` measures what the agent costs: connect()
-//! latency with and without the probes and the agent's CPU (connect.rs), then nginx's proxied
-//! requests/s with and without the agent (nginx.rs). `collector` runs the collector's bench
-//! target (ingest events/s and Loki encode lines/s on one core).
+//! `cargo xtask bench probes | collector | fuzz`. `probes` measures what the agent costs:
+//! connect() latency with and without the probes and the agent's CPU (connect.rs), then
+//! nginx's proxied requests/s with and without the agent (nginx.rs). `collector` runs the
+//! collector's bench target (ingest events/s and Loki encode lines/s on one core). `fuzz`
+//! runs the ingest decoder fuzz (10 M executions: no crash, no allocation past the bounds).
 //!
 //! Layers, arrows downward only: this file → connect.rs, nginx.rs → agent.rs (the agent as
 //! a child process), stats.rs (percentiles, verdicts, reports).
@@ -19,13 +20,22 @@ pub fn run(which: &str) -> anyhow::Result<()> {
     match which {
         "probes" => probes(),
         "collector" => collector(),
-        other => anyhow::bail!("unknown benchmark `{other}` (available: probes, collector)"),
+        "fuzz" => fuzz(),
+        other => {
+            anyhow::bail!("unknown benchmark `{other}` (available: probes, collector, fuzz)")
+        }
     }
 }
 
 fn collector() -> anyhow::Result<()> {
     cmd("cargo")
         .args(["bench", "-p", "vigil-collector", "--bench", "collector"])
+        .run()
+}
+
+fn fuzz() -> anyhow::Result<()> {
+    cmd("cargo")
+        .args(["bench", "-p", "vigil-collector", "--bench", "fuzz"])
         .run()
 }
 
