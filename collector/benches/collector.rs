@@ -74,8 +74,9 @@ fn verdict(rate: f64, target: f64) -> &'static str {
 }
 
 fn main() {
-    let _handle = install().expect("recorder");
-    let recorder = Recorder::new(500);
+    let idle = Duration::from_secs(600);
+    let _handle = install(idle).expect("recorder");
+    let recorder = Recorder::new(500, 10_000, idle);
     let bodies: Vec<Vec<u8>> = (1..=8).map(|s| batch(s).encode_compressed()).collect();
     let records = batch(1).len();
     let mut i = 0;
@@ -93,6 +94,7 @@ fn main() {
 
     let entries: Vec<LogEntry> = (0..10_000)
         .map(|i| LogEntry {
+            release: None,
             unix_ns: 1_795_600_000_000_000_000 + i,
             node: "node-1".into(),
             source: if i % 2 == 0 { "nginx_error" } else { "nginx_access" },

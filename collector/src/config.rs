@@ -34,6 +34,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("listening on {0} (not loopback) without a token: give --token-file, or --insecure-no-auth to accept unauthenticated ingest")]
+    NoAuth(SocketAddr),
     #[error(transparent)]
     Loki(#[from] LokiConfigError),
     #[error(transparent)]
@@ -55,6 +57,8 @@ pub struct FileConfig {
     pub max_concurrent_ingests: Option<usize>,
     pub ingest_timeout_ms: Option<u64>,
     pub label_value_limit: Option<usize>,
+    pub max_nodes: Option<usize>,
+    pub series_idle_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub loki: Option<LokiFileConfig>,
     /// Email, Alertmanager and webhook notifiers (`notify::config`).
@@ -75,6 +79,10 @@ pub struct Overrides {
     /// File holding the bearer token agents must send; no file = no authentication.
     #[arg(long, env = "VIGIL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve ingest without a token on a non-loopback address (anyone who reaches the port
+    /// can then write metrics and logs).
+    #[arg(long, env = "VIGIL_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// Loki base URL, e.g. http://127.0.0.1:3100 (push goes to /loki/api/v1/push).
     #[arg(long, env = "VIGIL_LOKI_URL")]
     pub loki_url: Option<String>,
@@ -95,8 +103,12 @@ pub struct CollectorConfig {
     pub max_concurrent_ingests: usize,
     /// How long an ingest request may take to send its body (408 after).
     pub ingest_timeout: std::time::Duration,
-    /// Distinct values kept per label and metric family before `other`.
+    /// Distinct values kept per label, metric family and node before `other`.
     pub label_value_limit: usize,
+    /// Nodes with series at once, fleet-wide, before `other`.
+    pub max_nodes: usize,
+    /// Series (and label values, agents' counters) not updated for this long are dropped.
+    pub series_idle: std::time::Duration,
     /// How long /metrics keeps serving after SIGTERM (ingest refused meanwhile).
     pub shutdown_grace: std::time::Duration,
     /// Email, Alertmanager and webhook notifiers (none configured: `is_empty`).
@@ -205,7 +217,7 @@ impl CollectorConfig {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen = listen.parse().map_err(|_| ConfigError::Invalid {
+        let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Invalid {
             field: "listen",
             value: listen.clone(),
             what: "address (host:port, e.g. 127.0.0.1:9470)",
@@ -214,6 +226,9 @@ impl CollectorConfig {
             Some(path) => Some(read_token_file(&path)?),
             None => None,
         };
+        if token.is_none() && !listen.ip().is_loopback() && !o.insecure_no_auth {
+            return Err(ConfigError::NoAuth(listen));
+        }
         let loki_url = o
             .loki_url
             .clone()
@@ -231,6 +246,19 @@ impl CollectorConfig {
                 what: "positive number",
             });
         }
+        let max_nodes = file.max_nodes.unwrap_or(10_000);
+        let series_idle = std::time::Duration::from_millis(file.series_idle_ms.unwrap_or(600_000));
+        if max_nodes == 0 || series_idle.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: if max_nodes == 0 {
+                    "max_nodes"
+                } else {
+                    "series_idle_ms"
+                },
+                value: "0".into(),
+                what: "positive number",
+            });
+        }
         let shutdown_grace =
             std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
         let notify = NotifyConfig::resolve(file.notify.unwrap_or_default(), &o.notify)?;
@@ -244,6 +272,8 @@ impl CollectorConfig {
             max_concurrent_ingests: ingest.max_concurrent_ingests,
             ingest_timeout: ingest.ingest_timeout,
             label_value_limit,
+            max_nodes,
+            series_idle,
             shutdown_grace,
             notify,
             alerts,
@@ -268,6 +298,23 @@ mod tests {
         let c = CollectorConfig::resolve(file, &o).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.loki.map(|l| l.url).as_deref(), Some("http://l:3100"));
+    }
+
+    #[test]
+    fn a_public_listener_needs_a_token_or_an_explicit_opt_out() {
+        let public = Overrides {
+            listen: Some("0.0.0.0:9470".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            CollectorConfig::resolve(FileConfig::default(), &public),
+            Err(ConfigError::NoAuth(_))
+        ));
+        let opted_out = Overrides {
+            insecure_no_auth: true,
+            ..public
+        };
+        assert!(CollectorConfig::resolve(FileConfig::default(), &opted_out).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod config;
 pub mod dedup;
 pub mod ingest;
+pub mod label_cap;
 pub mod loki;
 pub mod metrics;
 pub mod notify;

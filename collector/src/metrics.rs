@@ -1,16 +1,18 @@
 //! Prometheus metrics (`vigil_*`, base units, `_total` counters) from what agents send.
-//! Label values are capped per family so a port scan cannot explode cardinality: past the
-//! limit new values become `other`.
+//! Label values pass through `label_cap` (per-node budgets, cut lengths), so neither a port
+//! scan nor a forged agent can explode cardinality, and series idle for `series_idle` expire.
 use std::{
     collections::{HashMap, HashSet},
     sync::Mutex,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use metrics::{counter, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use vigil_wire::{AgentHealth, Batch, ConnectResult};
+
+use crate::label_cap::LabelCap;
 
 /// Connect times on loopback are tens of µs, across a network ms; SYN retries add 1, 3, 7 s.
 pub const CONNECT_BUCKETS: &[f64] = &[
@@ -43,9 +45,9 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_nginx_unparsed_lines_total", Unit::Count, "nginx log lines that matched no known layout (shipped raw)."),
     ("vigil_ingest_batches_total", Unit::Count, "Agent batches by result (accepted, duplicate, unauthorized, busy, timeout, aborted, too_large, decoded_too_large, too_many_records, undecodable, draining, internal_error)."),
     ("vigil_ingest_records_total", Unit::Count, "Records in accepted batches."),
+    ("vigil_ingest_requests_in_flight", Unit::Count, "Ingest requests being read, decoded or applied (at most max_concurrent_ingests)."),
     ("vigil_agents_seen", Unit::Count, "Agents that reported health since the collector started."),
     ("vigil_agent_events_lost_total", Unit::Count, "Probe events an agent lost (ring buffer full)."),
-    ("vigil_ingest_requests_in_flight", Unit::Count, "Ingest requests being read, decoded or applied (at most max_concurrent_ingests)."),
     ("vigil_agent_connections_untracked_total", Unit::Count, "Connections whose tracking an agent's probes gave up (socket table set full)."),
     ("vigil_agent_spool_dropped_batches_total", Unit::Count, "Batches an agent dropped at its spool bound."),
     ("vigil_agent_batches_sent_total", Unit::Count, "Batches an agent delivered."),
@@ -58,13 +60,13 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_loki_lines_dropped_total", Unit::Count, "Log lines dropped because the Loki queue was full."),
     ("vigil_loki_queue_lines", Unit::Count, "Log lines waiting for Loki in memory."),
     ("vigil_loki_spool_bytes", Unit::Bytes, "Log lines waiting for Loki on disk (encoded)."),
-    ("vigil_loki_spool_corrupt_total", Unit::Count, "Loki spool files that could not be read or decoded, renamed *.corrupt and kept for inspection."),
     ("vigil_alerts_firing", Unit::Count, "1 while an alert fires for (node, upstream, alertname), 0 once it resolved."),
     ("vigil_alert_transitions_total", Unit::Count, "Alerts that fired or resolved, by alertname and state."),
     ("vigil_alert_inputs_dropped_total", Unit::Count, "Evidence the alert engine did not keep at its bounds, by reason (nodes, upstreams, routes, workers, labels, alerts)."),
     ("vigil_alert_state_write_errors_total", Unit::Count, "Failed writes of the alert state file (alerts may be announced again after a restart)."),
     ("vigil_notifications_total", Unit::Count, "Alert notifications by notifier (email, alertmanager, webhook) and result (sent, retried, failed)."),
     ("vigil_notifications_dropped_total", Unit::Count, "Alert transitions a notifier dropped: its queue was full (oldest first), or too many alerts fired to re-send."),
+    ("vigil_loki_spool_corrupt_total", Unit::Count, "Loki spool files that could not be read or decoded, renamed *.corrupt and kept for inspection."),
     ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),
 ];
 
@@ -80,8 +82,9 @@ fn describe() {
     }
 }
 
-/// Installs the global recorder; gauges of processes that went away expire after 2 minutes.
-pub fn install() -> Result<PrometheusHandle, MetricsError> {
+/// Installs the global recorder; every series not updated for `idle` expires (the nodes that
+/// left take their series with them).
+pub fn install(idle: Duration) -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("vigil_upstream_connect_duration_seconds".into()),
@@ -93,58 +96,39 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
                 FIRST_BYTE_BUCKETS,
             )
         })
-        .map(|b| b.idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(120))))
+        .map(|b| b.idle_timeout(MetricKindMask::ALL, Some(idle)))
         .and_then(|b| b.install_recorder())
         .map_err(|e| MetricsError(e.to_string()))?;
     describe();
     Ok(handle)
 }
 
-/// Per (family, label) the values seen; beyond `limit`, `other`.
-pub struct LabelCap {
-    limit: usize,
-    seen: Mutex<HashMap<(&'static str, &'static str), HashSet<String>>>,
-}
-
-impl LabelCap {
-    pub fn new(limit: usize) -> Self {
-        LabelCap {
-            limit,
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn value(&self, family: &'static str, label: &'static str, value: &str) -> String {
-        let mut seen = self.seen.lock().expect("label cap lock");
-        let values = seen.entry((family, label)).or_default();
-        if values.contains(value) {
-            return value.to_owned();
-        }
-        if values.len() >= self.limit {
-            counter!("vigil_label_values_capped_total", "family" => family).increment(1);
-            return "other".to_owned();
-        }
-        values.insert(value.to_owned());
-        value.to_owned()
-    }
-}
-
 /// Agents report cumulative counters; the collector turns them into increments.
 #[derive(Default)]
 pub struct AgentCounters {
-    /// Each agent's last reported totals, in the order the caller passes them.
-    last: Mutex<HashMap<String, Vec<u64>>>,
+    /// Each agent's last reported totals, in the order the caller passes them, and when.
+    last: Mutex<HashMap<String, (Vec<u64>, Instant)>>,
 }
 
 impl AgentCounters {
     /// Increments since the agent's previous report: one lookup per batch. A total below
-    /// the last one means the agent restarted, and counts from zero.
-    fn deltas<const N: usize>(&self, agent: &str, totals: [u64; N]) -> [u64; N] {
+    /// the last one means the agent restarted, and counts from zero. Agents silent for `idle`
+    /// are forgotten.
+    fn deltas<const N: usize>(&self, agent: &str, totals: [u64; N], idle: Duration) -> [u64; N] {
         let mut last = self.last.lock().expect("agent counters lock");
-        let previous = match last.get_mut(agent) {
-            Some(previous) => previous,
-            None => last.entry(agent.to_owned()).or_default(),
+        let now = Instant::now();
+        if last.len() > 64
+            && last
+                .values()
+                .any(|(_, seen)| now.duration_since(*seen) >= idle)
+        {
+            last.retain(|_, (_, seen)| now.duration_since(*seen) < idle);
+        }
+        let (previous, seen) = match last.get_mut(agent) {
+            Some(entry) => entry,
+            None => last.entry(agent.to_owned()).or_insert((Vec::new(), now)),
         };
+        *seen = now;
         previous.resize(N, 0);
         let mut added = [0; N];
         for ((added, prev), now) in added.iter_mut().zip(previous.iter_mut()).zip(totals) {
@@ -162,18 +146,26 @@ impl AgentCounters {
 pub struct Recorder {
     pub caps: LabelCap,
     pub agent_counters: AgentCounters,
+    idle: Duration,
+    /// Per node, the process gauges set by its last sample: a process missing from the next
+    /// one has gone, and its gauges drop to 0 rather than show its last CPU until they expire.
+    processes: Mutex<HashMap<String, HashSet<[String; 5]>>>,
 }
 
 impl Recorder {
-    pub fn new(label_value_limit: usize) -> Self {
+    /// `label_value_limit` values per label, family and node; `max_nodes` nodes; agents and
+    /// label values unused for `idle` are forgotten (their series expire then too).
+    pub fn new(label_value_limit: usize, max_nodes: usize, idle: Duration) -> Self {
         Recorder {
-            caps: LabelCap::new(label_value_limit),
+            caps: LabelCap::new(label_value_limit, max_nodes, idle),
             agent_counters: AgentCounters::default(),
+            idle,
+            processes: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn apply(&self, batch: &Batch) {
-        let node = self.caps.value("node", "node", &batch.node);
+        let node = self.caps.node(&batch.node);
         self.connections(&node, batch);
         let upstreams = self.upstreams(&node, batch);
         self.processes(&node, batch, &upstreams);
@@ -215,8 +207,11 @@ impl Recorder {
         for ((comm, dst), g) in groups {
             let labels = [
                 ("node", node.to_owned()),
-                ("client", self.caps.value("upstream", "client", comm)),
-                ("upstream", self.caps.value("upstream", "upstream", dst)),
+                ("client", self.caps.value("upstream", "client", node, comm)),
+                (
+                    "upstream",
+                    self.caps.value("upstream", "upstream", node, dst),
+                ),
             ];
             for (result, &n) in ConnectResult::ALL
                 .iter()
@@ -254,7 +249,9 @@ impl Recorder {
     fn upstreams(&self, node: &str, batch: &Batch) -> HashMap<u32, String> {
         let mut names = HashMap::new();
         for u in &batch.upstreams {
-            let upstream = self.caps.value("upstream", "upstream", &upstream_label(u));
+            let upstream = self
+                .caps
+                .value("upstream", "upstream", node, &upstream_label(u));
             let labels = [("node", node.to_owned()), ("upstream", upstream.clone())];
             gauge!("vigil_upstream_listening", &labels).set(if u.listening { 1.0 } else { 0.0 });
             let ratio = if u.backlog > 0 {
@@ -269,6 +266,10 @@ impl Recorder {
     }
 
     fn processes(&self, node: &str, batch: &Batch, upstreams: &HashMap<u32, String>) {
+        if batch.processes.is_empty() {
+            return;
+        }
+        let mut now_set = HashSet::new();
         for p in &batch.processes {
             let role = p.role().label();
             let upstream = match p.upstream_port {
@@ -276,20 +277,31 @@ impl Recorder {
                 // Not in this batch's upstream list: capped like every other upstream label.
                 port => upstreams.get(&port).cloned().unwrap_or_else(|| {
                     self.caps
-                        .value("upstream", "upstream", &format!("127.0.0.1:{port}"))
+                        .value("upstream", "upstream", node, &format!("127.0.0.1:{port}"))
                 }),
             };
-            let labels = [
-                ("node", node.to_owned()),
-                ("upstream", upstream),
-                ("role", role.to_owned()),
-                ("comm", self.caps.value("process", "comm", &p.comm)),
-                ("pid", self.caps.value("process", "pid", &p.pid.to_string())),
+            let values = [
+                node.to_owned(),
+                upstream,
+                role.to_owned(),
+                self.caps.value("process", "comm", node, &p.comm),
+                self.caps.value("process", "pid", node, &p.pid.to_string()),
             ];
+            let labels = process_labels(&values);
             if let Some(ratio) = p.cpu_ratio {
                 gauge!("vigil_process_cpu_ratio", &labels).set(ratio);
             }
             gauge!("vigil_process_resident_memory_bytes", &labels).set(p.rss_bytes as f64);
+            now_set.insert(values);
+        }
+        let mut known = self.processes.lock().expect("process gauges lock");
+        if let Some(before) = known.insert(node.to_owned(), now_set) {
+            let now_set = &known[node];
+            for gone in before.difference(now_set) {
+                let labels = process_labels(gone);
+                gauge!("vigil_process_cpu_ratio", &labels).set(0.0);
+                gauge!("vigil_process_resident_memory_bytes", &labels).set(0.0);
+            }
         }
     }
 
@@ -300,7 +312,9 @@ impl Recorder {
             *statuses.entry(a.status).or_default() += 1;
         }
         for (status, n) in statuses {
-            let status = self.caps.value("nginx", "status", &status.to_string());
+            let status = self
+                .caps
+                .value("nginx", "status", node, &status.to_string());
             counter!("vigil_nginx_responses_total", "node" => node.to_owned(), "status" => status)
                 .increment(n);
         }
@@ -313,9 +327,10 @@ impl Recorder {
             *errors.entry((&e.upstream, &e.upstream_error)).or_default() += 1;
         }
         for ((upstream, error), n) in errors {
-            let upstream = self.caps.value("nginx", "upstream", upstream);
+            let upstream = self.caps.value("nginx", "upstream", node, upstream);
+            let error = self.caps.value("nginx", "error", node, error);
             counter!("vigil_nginx_upstream_errors_total", "node" => node.to_owned(),
-                "upstream" => upstream, "error" => error.to_owned())
+                "upstream" => upstream, "error" => error)
             .increment(n);
         }
         let unparsed = batch.nginx_access.iter().filter(|a| !a.parsed).count()
@@ -343,7 +358,7 @@ impl Recorder {
         ];
         for (name, added) in names
             .into_iter()
-            .zip(self.agent_counters.deltas(agent, totals))
+            .zip(self.agent_counters.deltas(agent, totals, self.idle))
         {
             counter!(name, &n()).increment(added);
         }
@@ -351,6 +366,16 @@ impl Recorder {
         gauge!("vigil_agent_capabilities_missing", &n()).set(h.capabilities_missing.len() as f64);
         gauge!("vigil_agents_seen").set(self.agent_counters.agents() as f64);
     }
+}
+
+fn process_labels(v: &[String; 5]) -> [(&'static str, String); 5] {
+    [
+        ("node", v[0].clone()),
+        ("upstream", v[1].clone()),
+        ("role", v[2].clone()),
+        ("comm", v[3].clone()),
+        ("pid", v[4].clone()),
+    ]
 }
 
 /// The destination nginx connects to (`127.0.0.1:8084`), as the agent names it; an agent
@@ -368,22 +393,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_values_past_the_limit_become_other() {
-        let cap = LabelCap::new(2);
-        assert_eq!(cap.value("f", "l", "a"), "a");
-        assert_eq!(cap.value("f", "l", "b"), "b");
-        assert_eq!(cap.value("f", "l", "c"), "other");
-        assert_eq!(cap.value("f", "l", "a"), "a", "known values stay");
-        assert_eq!(cap.value("g", "l", "c"), "c", "limits are per family");
-    }
-
-    #[test]
     fn cumulative_agent_counters_become_increments() {
         let c = AgentCounters::default();
-        assert_eq!(c.deltas("a", [5, 0]), [5, 0]);
-        assert_eq!(c.deltas("a", [8, 1]), [3, 1]);
-        assert_eq!(c.deltas("a", [2, 1]), [2, 0], "agent restarted");
-        assert_eq!(c.deltas("b", [1, 0]), [1, 0]);
+        let idle = Duration::from_secs(3600);
+        assert_eq!(c.deltas("a", [5, 0], idle), [5, 0]);
+        assert_eq!(c.deltas("a", [8, 1], idle), [3, 1]);
+        assert_eq!(c.deltas("a", [2, 1], idle), [2, 0], "agent restarted");
+        assert_eq!(c.deltas("b", [1, 0], idle), [1, 0]);
         assert_eq!(c.agents(), 2);
     }
 }

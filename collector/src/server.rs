@@ -48,7 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
-    let prometheus = metrics::install()?;
+    let prometheus = metrics::install(config.series_idle)?;
     let upkeep = prometheus.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -70,7 +70,11 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let alerts = crate::alerts::AlertEngine::start(config.alerts.clone(), loki.clone())
         .context("alert engine")?;
     let state = Arc::new(AppState {
-        recorder: metrics::Recorder::new(config.label_value_limit),
+        recorder: metrics::Recorder::new(
+            config.label_value_limit,
+            config.max_nodes,
+            config.series_idle,
+        ),
         dedup: Dedup::default(),
         prometheus,
         loki,

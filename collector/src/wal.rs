@@ -188,6 +188,14 @@ impl Wal {
         }
     }
 
+    /// A ticket for a record of `segment`: dropping it releases the record.
+    pub fn ticket(self: &Arc<Self>, segment: SegmentId) -> Arc<WalTicket> {
+        Arc::new(WalTicket {
+            wal: self.clone(),
+            segment,
+        })
+    }
+
     /// Bytes on disk.
     pub fn bytes(&self) -> u64 {
         self.segments.lock().expect("wal segments lock").bytes()
@@ -199,6 +207,31 @@ impl Wal {
         if let Some(h) = self.writer.lock().expect("wal writer lock").take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Held (shared) by everything an appended record still has in flight; the record is
+/// released when the last holder drops it.
+pub struct WalTicket {
+    wal: Arc<Wal>,
+    segment: SegmentId,
+}
+
+impl Drop for WalTicket {
+    fn drop(&mut self) {
+        self.wal.release(self.segment);
+    }
+}
+
+impl PartialEq for WalTicket {
+    fn eq(&self, other: &Self) -> bool {
+        self.segment == other.segment
+    }
+}
+
+impl std::fmt::Debug for WalTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WalTicket(segment {})", self.segment)
     }
 }
 

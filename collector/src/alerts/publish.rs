@@ -31,6 +31,7 @@ pub fn log_entry(o: &Outgoing) -> Option<LogEntry> {
         quote(&a.next_step),
     );
     Some(LogEntry {
+        release: None,
         unix_ns: at_ms.unwrap_or(a.last_seen_ms).saturating_mul(1_000_000),
         node: a.key.node.clone(),
         source: "alert",

@@ -10,6 +10,10 @@ use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, T
 /// One line bound for Loki.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEntry {
+    /// Shared by the lines of one accepted batch: when the last of them is dropped — Loki
+    /// acknowledged it, it is in the spool, or it was finally refused and counted — the
+    /// batch's write-ahead log record is released. None for lines not from a batch.
+    pub release: Option<std::sync::Arc<crate::wal::WalTicket>>,
     pub unix_ns: i64,
     pub node: String,
     /// ebpf | nginx_error | nginx_access | alert
@@ -158,6 +162,7 @@ pub fn decode_spooled(body: &[u8]) -> Option<Vec<LogEntry>> {
         for e in s.entries {
             let ts = e.timestamp.unwrap_or_default();
             out.push(LogEntry {
+                release: None,
                 unix_ns: ts.seconds * 1_000_000_000 + i64::from(ts.nanos),
                 node: node.clone(),
                 source,

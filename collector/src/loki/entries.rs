@@ -33,6 +33,7 @@ pub fn entries_from_batch(batch: Batch) -> Vec<LogEntry> {
             line += " reset=true";
         }
         out.push(LogEntry {
+            release: None,
             unix_ns: c.unix_ns,
             node: node.clone(),
             source: "ebpf",
@@ -97,6 +98,7 @@ fn nginx_entry(
         metadata.push(("truncated", "true".into()));
     }
     LogEntry {
+        release: None,
         unix_ns,
         node: node.to_owned(),
         source,

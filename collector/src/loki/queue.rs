@@ -90,6 +90,7 @@ mod tests {
     fn entries(n: usize, line_bytes: usize) -> VecDeque<LogEntry> {
         (0..n)
             .map(|i| LogEntry {
+                release: None,
                 unix_ns: i as i64,
                 node: "n".into(),
                 source: "nginx_access",

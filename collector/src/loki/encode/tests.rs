@@ -4,6 +4,7 @@ use super::*;
 
 fn entry(ns: i64, source: &'static str, line: &str) -> LogEntry {
     LogEntry {
+        release: None,
         unix_ns: ns,
         node: "n1".into(),
         source,
@@ -66,6 +67,7 @@ fn spooled_batches_decode_back() {
     assert_eq!(back, vec![entries[1].clone(), entries[0].clone()]);
     // A node name with quotes and backslashes comes back whole.
     let odd = LogEntry {
+        release: None,
         node: r#"rack "7" \ a"#.into(),
         ..entry(3, "ebpf", "c")
     };
