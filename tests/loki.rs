@@ -107,7 +107,10 @@ fn nginx_and_probe_lines_arrive_with_labels_and_metadata() {
         .iter()
         .find(|e| e.line.contains("(111: "))
         .expect("the connect() failed line, raw");
-    assert_eq!(line.metadata["upstream"], format!("http://{upstream}/"));
+    assert_eq!(
+        line.metadata["upstream"], upstream,
+        "the destination, not nginx's URL"
+    );
     assert_eq!(line.metadata["upstream_error"], "refused");
     assert_eq!(line.metadata["errno"], "111");
 

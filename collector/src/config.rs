@@ -60,6 +60,8 @@ pub struct FileConfig {
     pub max_nodes: Option<usize>,
     pub series_idle_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub state_dir: Option<PathBuf>,
+    pub wal_disk_bytes: Option<u64>,
     pub loki: Option<LokiFileConfig>,
     /// Email, Alertmanager and webhook notifiers (`notify::config`).
     pub notify: Option<NotifyFileConfig>,
@@ -111,6 +113,11 @@ pub struct CollectorConfig {
     pub series_idle: std::time::Duration,
     /// How long /metrics keeps serving after SIGTERM (ingest refused meanwhile).
     pub shutdown_grace: std::time::Duration,
+    /// Where accepted batches are logged before they are acknowledged (`wal/`) and the
+    /// dedup state is kept; None: nothing is durable (tests, throwaway runs).
+    pub state_dir: Option<PathBuf>,
+    /// Disk bound of the write-ahead log; at it ingest answers 503 until Loki catches up.
+    pub wal_disk_bytes: u64,
     /// Email, Alertmanager and webhook notifiers (none configured: `is_empty`).
     pub notify: NotifyConfig,
     pub alerts: crate::alerts::AlertsConfig,
@@ -275,6 +282,8 @@ impl CollectorConfig {
             max_nodes,
             series_idle,
             shutdown_grace,
+            state_dir: file.state_dir,
+            wal_disk_bytes: positive("wal_disk_bytes", file.wal_disk_bytes.unwrap_or(1 << 30))?,
             notify,
             alerts,
         })

@@ -2,8 +2,9 @@
 //! free ingest slot (503 `busy`, Retry-After), the body within `max_body_bytes` (413) and
 //! `ingest_timeout` (408), the decode within the decode limits on a blocking thread (413
 //! past the decoded size or record count, 400 with the reason when malformed), duplicate
-//! `(agent_id, sequence)` accepted and ignored (`dedup`), then metrics and, when Loki is
-//! configured, its log lines to the Loki sink. Every refusal is counted in
+//! `(agent_id, sequence)` accepted and ignored (`dedup`), the batch appended to the
+//! write-ahead log (on disk before the 200; 503 `wal_full` at its bound), then metrics,
+//! alerts and, when Loki is configured, its log lines to the Loki sink. Every refusal is counted in
 //! `vigil_ingest_batches_total{result}` and logged.
 use std::sync::Arc;
 
@@ -17,7 +18,12 @@ use metrics::{counter, gauge};
 use tracing::{debug, warn};
 use vigil_wire::{Batch, WireError};
 
-use crate::state::AppState;
+use crate::{
+    dedup::valid_agent_id,
+    durable::with_ticket,
+    state::AppState,
+    wal::{WalError, WalRecord},
+};
 
 /// Seconds a `busy` agent is told to wait; its own backoff grows from there.
 const BUSY_RETRY_AFTER_SECS: &str = "1";
@@ -107,6 +113,7 @@ pub async fn ingest(
         Err(refused) => return refused,
     };
     let limits = state.config.decode_limits;
+    let raw = body.clone();
     // Bounded, but milliseconds of CPU for a full batch: off the async workers.
     let batch =
         match tokio::task::spawn_blocking(move || Batch::decode_compressed(&body, &limits)).await {
@@ -120,7 +127,7 @@ pub async fn ingest(
                 )
             }
         };
-    apply(&state, batch)
+    apply(&state, batch, raw).await
 }
 
 /// The body, within `max_body_bytes` and `ingest_timeout`.
@@ -169,25 +176,91 @@ fn refuse_undecoded(e: WireError) -> Response {
     reject(status, result, e.to_string())
 }
 
-fn apply(state: &AppState, batch: Batch) -> Response {
-    if batch.agent_id.is_empty() || batch.sequence == 0 {
+/// A node name usable as a label and a Loki stream label: a host or Kubernetes node name.
+pub fn valid_node(node: &str) -> bool {
+    !node.is_empty()
+        && node.len() <= 253
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
+/// Checks what identifies the batch, logs it durably (when `state_dir` is set), then applies
+/// it: the 200 is only sent once the batch is on disk.
+async fn apply(state: &Arc<AppState>, batch: Batch, raw: Bytes) -> Response {
+    if batch.sequence == 0 || !valid_agent_id(&batch.agent_id) {
         return reject(
             StatusCode::BAD_REQUEST,
             "undecodable",
-            "batch without agent_id or sequence".into(),
+            "batch without a sequence, or an agent_id that is empty, over 256 bytes or not printable ASCII".into(),
         );
     }
+    if !valid_node(&batch.node) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "invalid_node",
+            format!(
+                "node {:?} is not a host name (1-253 of A-Z a-z 0-9 - . _ :)",
+                batch.node.chars().take(64).collect::<String>()
+            ),
+        );
+    }
+    if state.dedup.seen(&batch.agent_id, batch.sequence) {
+        return duplicate(&batch);
+    }
+    let ticket = match &state.wal {
+        Some(wal) => {
+            let record = WalRecord {
+                agent_id: batch.agent_id.clone(),
+                sequence: batch.sequence,
+                body: raw.to_vec(),
+            };
+            match wal.append(&record).await {
+                Ok(segment) => Some(wal.ticket(segment)),
+                Err(e @ WalError::Full { .. }) => {
+                    return reject(StatusCode::SERVICE_UNAVAILABLE, "wal_full", e.to_string())
+                }
+                Err(e) => {
+                    return reject(StatusCode::SERVICE_UNAVAILABLE, "wal_error", e.to_string())
+                }
+            }
+        }
+        None => None,
+    };
+    // Two copies of one batch may race past `seen`: the log replays each pair once.
     if !state.dedup.first_time(&batch.agent_id, batch.sequence) {
-        counter!("vigil_ingest_batches_total", "result" => "duplicate").increment(1);
-        debug!(agent = %batch.agent_id, seq = batch.sequence, "duplicate batch ignored");
-        return (StatusCode::OK, "duplicate\n").into_response();
+        return duplicate(&batch);
     }
     state.recorder.apply(&batch);
     state.alerts.observe(&batch);
     counter!("vigil_ingest_batches_total", "result" => "accepted").increment(1);
     counter!("vigil_ingest_records_total").increment(batch.len() as u64);
-    if let Some(loki) = &state.loki {
-        loki.enqueue(crate::loki::entries_from_batch(batch));
+    if let Some(loki) = state.loki.clone() {
+        let entries = crate::loki::entries_from_batch(batch);
+        let entries = match &ticket {
+            Some(ticket) => with_ticket(entries, ticket),
+            None => entries,
+        };
+        // A spill to the Loki spool fsyncs: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || loki.enqueue(entries)).await;
     }
     (StatusCode::OK, "accepted\n").into_response()
+}
+
+fn duplicate(batch: &Batch) -> Response {
+    counter!("vigil_ingest_batches_total", "result" => "duplicate").increment(1);
+    debug!(agent = %batch.agent_id, seq = batch.sequence, "duplicate batch ignored");
+    (StatusCode::OK, "duplicate\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_names() {
+        assert!(super::valid_node("node-1.example.com"));
+        assert!(super::valid_node("ip-10-0-0-1"));
+        for bad in ["", "a b", "n\"}", "x{y}", &"n".repeat(254)] {
+            assert!(!super::valid_node(bad), "{bad:?}");
+        }
+    }
 }

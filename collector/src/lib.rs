@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod config;
 pub mod dedup;
+pub mod durable;
 pub mod ingest;
 pub mod label_cap;
 pub mod loki;

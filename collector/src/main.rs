@@ -11,12 +11,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    vigil_wire::logging::init();
     let cli = Cli::parse();
     let config = CollectorConfig::load(&cli.overrides).context("invalid configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,7 +19,7 @@ use axum::{
 };
 use tracing::{info, warn};
 
-use crate::{config::CollectorConfig, dedup::Dedup, ingest, loki, metrics, state::AppState};
+use crate::{config::CollectorConfig, durable, ingest, loki, metrics, state::AppState};
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> String {
     state.prometheus.render()
@@ -69,13 +69,31 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         .context("Loki spool directory")?;
     let alerts = crate::alerts::AlertEngine::start(config.alerts.clone(), loki.clone())
         .context("alert engine")?;
+    let notifiers = Arc::new(crate::notify::Notifiers::start(&config.notify).context("notifiers")?);
+    if !notifiers.is_empty() {
+        alerts.add_sink(notifiers.clone());
+    }
+    let durable = durable::open(&config).context("state directory (state_dir)")?;
+    let dedup = Arc::new(durable.dedup);
+    if let Some(wal) = &durable.wal {
+        durable::replay(
+            wal,
+            durable.replay,
+            &dedup,
+            loki.as_ref(),
+            &config.decode_limits,
+        );
+        let dir = config.state_dir.clone().expect("a WAL has a state dir");
+        tokio::spawn(durable::checkpoints(wal.clone(), dedup.clone(), dir));
+    }
     let state = Arc::new(AppState {
         recorder: metrics::Recorder::new(
             config.label_value_limit,
             config.max_nodes,
             config.series_idle,
         ),
-        dedup: Dedup::default(),
+        dedup: dedup.clone(),
+        wal: durable.wal.clone(),
         prometheus,
         loki,
         alerts,
@@ -102,6 +120,15 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || loki.shutdown(grace))
             .await
             .context("Loki shutdown")?;
+    }
+    // Notifiers get their last tries; each is bounded by its timeout.
+    tokio::task::spawn_blocking(move || notifiers.shutdown())
+        .await
+        .context("notifiers shutdown")?;
+    if let (Some(wal), Some(dir)) = (&state.wal, &state.config.state_dir) {
+        // Lines now in the spool release their batches: the log keeps only what is unsafe.
+        durable::checkpoint(wal, &state.dedup, dir).await;
+        wal.close();
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ pub struct AppState {
     /// One permit per ingest request being read, decoded or applied
     /// (`max_concurrent_ingests`): what bounds ingest memory, and what shutdown waits for.
     pub ingest_slots: tokio::sync::Semaphore,
-    pub dedup: Dedup,
+    pub dedup: std::sync::Arc<Dedup>,
+    /// Accepted batches are here before the 200 (`state_dir` set).
+    pub wal: Option<std::sync::Arc<crate::wal::Wal>>,
     pub recorder: Recorder,
     pub prometheus: PrometheusHandle,
     pub loki: Option<LokiSink>,

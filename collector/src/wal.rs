@@ -4,7 +4,9 @@
 //! one writer thread that commits in groups: it takes every record waiting, writes them, calls
 //! `fdatasync` once, then acknowledges them all, so concurrent agents share one sync. A segment
 //! is deleted only when everything its batches yielded is safe elsewhere (Loki acknowledged it
-//! or it sits in the Loki spool): the caller says so with [`Wal::release`]. At start,
+//! or it sits in the Loki spool) — the caller says so with [`Wal::release`] — and at the next
+//! [`Wal::checkpoint`], after the caller saved what it must remember of those batches (the
+//! dedup state), so a batch re-sent after a crash is still known. At start,
 //! [`Wal::open`] hands back every record still on disk for replay; a torn tail (a crash in
 //! the middle of a write) ends the replay of its segment and is cut off.
 //!
@@ -68,6 +70,8 @@ struct Append {
 struct Segments {
     sizes: BTreeMap<SegmentId, u64>,
     pending: BTreeMap<SegmentId, u64>,
+    /// Fully released, deleted at the next checkpoint.
+    released: Vec<SegmentId>,
     current: SegmentId,
 }
 
@@ -171,8 +175,8 @@ impl Wal {
         }
     }
 
-    /// One record of `segment` is safe elsewhere; a segment with none left is deleted (never
-    /// the one being written).
+    /// One record of `segment` is safe elsewhere; a segment with none left (and no longer
+    /// written) goes at the next checkpoint.
     pub fn release(&self, segment: SegmentId) {
         let mut s = self.segments.lock().expect("wal segments lock");
         let Some(left) = s.pending.get_mut(&segment) else {
@@ -181,11 +185,30 @@ impl Wal {
         *left = left.saturating_sub(1);
         if *left == 0 && segment != s.current {
             s.pending.remove(&segment);
-            s.sizes.remove(&segment);
-            if let Err(e) = fs::remove_file(segment_path(&self.dir, segment)) {
+            s.released.push(segment);
+        }
+    }
+
+    /// Deletes the released segments once `remember` saved what must outlive them; returns
+    /// how many went. Nothing is deleted when `remember` fails.
+    pub fn checkpoint(&self, remember: impl FnOnce() -> io::Result<()>) -> io::Result<usize> {
+        let released = {
+            let s = self.segments.lock().expect("wal segments lock");
+            if s.released.is_empty() {
+                return Ok(0);
+            }
+            s.released.clone()
+        };
+        remember()?;
+        let mut s = self.segments.lock().expect("wal segments lock");
+        for segment in &released {
+            if let Err(e) = fs::remove_file(segment_path(&self.dir, *segment)) {
                 warn!(segment, "cannot delete a released WAL segment: {e}");
             }
+            s.sizes.remove(segment);
         }
+        s.released.retain(|id| !released.contains(id));
+        Ok(released.len())
     }
 
     /// A ticket for a record of `segment`: dropping it releases the record.
@@ -303,11 +326,11 @@ impl Writer {
         let finished = s.current;
         s.current += 1;
         let next = s.current;
-        // A finished segment whose records were all released meanwhile goes at once.
+        // A finished segment whose records were all released meanwhile goes at the next
+        // checkpoint.
         if s.pending.get(&finished).is_none_or(|n| *n == 0) {
             s.pending.remove(&finished);
-            s.sizes.remove(&finished);
-            let _ = fs::remove_file(segment_path(&self.dir, finished));
+            s.released.push(finished);
         }
         drop(s);
         self.file = create_segment(&self.dir, next).map_err(|e| io::Error::other(e.to_string()))?;

@@ -24,7 +24,24 @@ impl Collector {
     pub fn start_on(tag: &str, port: u16, extra: &str) -> Collector {
         let dir = scratch_dir(&format!("collector-{tag}-{port}"));
         let config = dir.join("collector.toml");
-        std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{extra}")).unwrap();
+        // Durable like a real deployment (write-ahead log, dedup state), unless the test
+        // names its own state directory to share it across restarts.
+        let top_level = extra
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['));
+        let state = if top_level
+            .clone()
+            .any(|l| l.trim_start().starts_with("state_dir"))
+        {
+            String::new()
+        } else {
+            format!("state_dir = \"{}\"\n", dir.join("state").display())
+        };
+        std::fs::write(
+            &config,
+            format!("listen = \"127.0.0.1:{port}\"\n{state}{extra}"),
+        )
+        .unwrap();
         let child = Command::new(bin("vigil-collector"))
             .arg("--config")
             .arg(&config)

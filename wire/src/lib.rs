@@ -9,6 +9,8 @@
 //! compatibility contract: never reuse or renumber one.
 pub mod backoff;
 mod decode;
+pub mod http;
+pub mod logging;
 mod messages;
 pub mod spool;
 pub mod token;

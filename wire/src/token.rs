@@ -63,7 +63,10 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(loose_permissions(&path), Some(0o644));
         std::fs::write(&path, "\n").unwrap();
-        assert!(matches!(read_token_file(&path), Err(TokenError::Empty { .. })));
+        assert!(matches!(
+            read_token_file(&path),
+            Err(TokenError::Empty { .. })
+        ));
         assert!(matches!(
             read_token_file(&dir.join("absent")),
             Err(TokenError::Read { .. })

@@ -38,7 +38,10 @@ pub fn run() -> anyhow::Result<()> {
     step("eBPF toolchain (nightly + rust-src)", ebpf_toolchain)?;
     step("bpf-linker", bpf_linker)?;
     step("tracefs", tracefs)?;
-    step("deploy checks (kubernetes-validate, yamllint, hadolint)", deploy_tools)?;
+    step(
+        "deploy checks (kubernetes-validate, yamllint, hadolint)",
+        deploy_tools,
+    )?;
     step("Grafana's LogQL grammar (npm)", logql_grammar)?;
     println!("setup: done");
     Ok(())
@@ -163,7 +166,14 @@ fn logql_grammar() -> anyhow::Result<()> {
     if Command::new("npm").arg("--version").output().is_err() {
         cmd("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "npm"])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "-q",
+                "npm",
+            ])
             .run()?;
     }
     cmd("npm")

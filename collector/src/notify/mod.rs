@@ -110,17 +110,33 @@ impl Notifiers {
     pub fn is_empty(&self) -> bool {
         self.workers.is_empty()
     }
+}
+
+/// The alert engine's transitions reach every notifier. An alert restored as firing after a
+/// collector restart notifies nobody again; only Alertmanager, which resolves what is not
+/// re-sent, gets it back into its re-send set (it deduplicates, so no new notification).
+impl crate::alerts::AlertSink for Notifiers {
+    fn transition(&self, alert: &Alert) {
+        Notifiers::transition(self, alert);
+    }
+
+    fn restored(&self, alert: &Alert) {
+        if alert.state != AlertState::Firing {
+            return;
+        }
+        for worker in self.workers.iter().filter(|w| w.queue.kind == "alertmanager") {
+            worker.queue.push(alert.clone());
+        }
+    }
+}
+
+impl Notifiers {
 
     /// Stops every notifier: retries end, what is still queued gets one try, then the
     /// threads are joined (each try is bounded by the configured timeout).
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
+    pub fn shutdown(&self) {
         self.workers.iter().for_each(Worker::stop);
-        self.workers.iter_mut().for_each(Worker::join);
-        self.workers.clear();
+        self.workers.iter().for_each(Worker::join);
     }
 }
 
@@ -134,6 +150,6 @@ fn spawn(
 
 impl Drop for Notifiers {
     fn drop(&mut self) {
-        self.stop_and_join();
+        self.shutdown();
     }
 }

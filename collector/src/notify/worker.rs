@@ -59,7 +59,7 @@ pub fn by_node(alerts: Vec<Alert>) -> Vec<Vec<Alert>> {
 }
 
 pub struct Queue {
-    kind: &'static str,
+    pub kind: &'static str,
     capacity: usize,
     alerts: Mutex<VecDeque<Alert>>,
     wake: Condvar,
@@ -166,7 +166,7 @@ impl Queue {
 
 pub struct Worker {
     pub queue: Arc<Queue>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Clone)]
@@ -187,7 +187,7 @@ impl Worker {
             })?;
         Ok(Worker {
             queue,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -197,8 +197,9 @@ impl Worker {
         self.queue.wake.notify_all();
     }
 
-    pub fn join(&mut self) {
-        if let Some(thread) = self.thread.take() {
+    pub fn join(&self) {
+        let thread = self.thread.lock().expect("notifier thread lock").take();
+        if let Some(thread) = thread {
             if thread.join().is_err() {
                 warn!(notifier = self.queue.kind, "notifier thread panicked");
             }

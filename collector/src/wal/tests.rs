@@ -48,6 +48,13 @@ async fn appended_records_come_back_after_a_restart_in_order() {
     for (id, _) in &replay {
         wal.release(*id);
     }
+    assert!(
+        segment_path(&dir.0, segment).exists(),
+        "kept until a checkpoint"
+    );
+    let refused = wal.checkpoint(|| Err(io::Error::other("dedup state not saved")));
+    assert!(refused.is_err() && segment_path(&dir.0, segment).exists());
+    assert_eq!(wal.checkpoint(|| Ok(())).unwrap(), 1);
     assert!(!segment_path(&dir.0, segment).exists());
     wal.close();
 }
@@ -102,6 +109,7 @@ async fn the_bound_refuses_new_records_and_release_frees_space() {
     for (id, _) in replay {
         wal.release(id);
     }
+    wal.checkpoint(|| Ok(())).unwrap();
     assert_eq!(wal.bytes(), 0);
     wal.append(&record(1)).await.unwrap();
     wal.close();

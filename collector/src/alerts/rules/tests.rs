@@ -502,7 +502,10 @@ fn refusals_before_the_listener_came_back_are_not_a_listener_that_refuses() {
         found[0].verdict.summary
     );
     assert!(
-        found[0].verdict.next_step.starts_with("it serves again; find why it went away"),
+        found[0]
+            .verdict
+            .next_step
+            .starts_with("it serves again; find why it went away"),
         "{}",
         found[0].verdict.next_step
     );
