@@ -62,6 +62,8 @@ pub struct FileConfig {
     pub shutdown_grace_ms: Option<u64>,
     pub state_dir: Option<PathBuf>,
     pub wal_disk_bytes: Option<u64>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     pub loki: Option<LokiFileConfig>,
     /// Email, Alertmanager and webhook notifiers (`notify::config`).
     pub notify: Option<NotifyFileConfig>,
@@ -118,6 +120,9 @@ pub struct CollectorConfig {
     pub state_dir: Option<PathBuf>,
     /// Disk bound of the write-ahead log; at it ingest answers 503 until Loki catches up.
     pub wal_disk_bytes: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM); both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Email, Alertmanager and webhook notifiers (none configured: `is_empty`).
     pub notify: NotifyConfig,
     pub alerts: crate::alerts::AlertsConfig,
@@ -270,6 +275,13 @@ impl CollectorConfig {
             std::time::Duration::from_millis(file.shutdown_grace_ms.unwrap_or(2000));
         let notify = NotifyConfig::resolve(file.notify.unwrap_or_default(), &o.notify)?;
         let alerts = crate::alerts::AlertsConfig::resolve(file.alerts.unwrap_or_default())?;
+        if file.tls_cert_file.is_some() != file.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "tls_cert_file",
+                value: "one of tls_cert_file / tls_key_file".into(),
+                what: "TLS setting: give both files, or neither",
+            });
+        }
         Ok(CollectorConfig {
             listen,
             token,
@@ -283,6 +295,8 @@ impl CollectorConfig {
             series_idle,
             shutdown_grace,
             state_dir: file.state_dir,
+            tls_cert_file: file.tls_cert_file,
+            tls_key_file: file.tls_key_file,
             wal_disk_bytes: positive("wal_disk_bytes", file.wal_disk_bytes.unwrap_or(1 << 30))?,
             notify,
             alerts,

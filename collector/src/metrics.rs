@@ -46,6 +46,7 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_ingest_batches_total", Unit::Count, "Agent batches by result (accepted, duplicate, unauthorized, busy, timeout, aborted, too_large, decoded_too_large, too_many_records, undecodable, draining, internal_error)."),
     ("vigil_ingest_records_total", Unit::Count, "Records in accepted batches."),
     ("vigil_ingest_requests_in_flight", Unit::Count, "Ingest requests being read, decoded or applied (at most max_concurrent_ingests)."),
+    ("vigil_tls_handshakes_failed_total", Unit::Count, "TLS handshakes on the collector's listener that failed or timed out."),
     ("vigil_agents_seen", Unit::Count, "Agents that reported health since the collector started."),
     ("vigil_agent_events_lost_total", Unit::Count, "Probe events an agent lost (ring buffer full)."),
     ("vigil_agent_connections_untracked_total", Unit::Count, "Connections whose tracking an agent's probes gave up (socket table set full)."),

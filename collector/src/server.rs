@@ -57,6 +57,10 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key).context("TLS listener")?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -104,7 +108,8 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let loki = state.loki.clone();
     let grace = state.config.shutdown_grace;
     let drained = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(listener, router(state.clone()))
+    let incoming = crate::tls::Incoming::new(listener, tls).context("listener")?;
+    let server = axum::serve(incoming, router(state.clone()))
         .with_graceful_shutdown(drain(state.clone(), drained.clone()));
     tokio::select! {
         served = server.into_future() => served.context("server failed")?,

@@ -13,6 +13,8 @@ pub struct Collector {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// Set when it serves HTTPS: the CA the harness trusts for it.
+    ca: Option<PathBuf>,
 }
 
 impl Collector {
@@ -22,6 +24,16 @@ impl Collector {
     }
 
     pub fn start_on(tag: &str, port: u16, extra: &str) -> Collector {
+        Self::launch(tag, port, extra, None)
+    }
+
+    /// A collector serving HTTPS (its `extra` names the certificate and key), reached by the
+    /// harness through curl trusting `ca`.
+    pub fn start_tls(tag: &str, extra: &str, ca: &std::path::Path) -> Collector {
+        Self::launch(tag, free_port(), extra, Some(ca.to_owned()))
+    }
+
+    fn launch(tag: &str, port: u16, extra: &str, ca: Option<PathBuf>) -> Collector {
         let dir = scratch_dir(&format!("collector-{tag}-{port}"));
         let config = dir.join("collector.toml");
         // Durable like a real deployment (write-ahead log, dedup state), unless the test
@@ -48,8 +60,13 @@ impl Collector {
             .stdin(Stdio::null())
             .spawn()
             .expect("start vigil-collector");
-        let c = Collector { child, port, dir };
-        let up = || http::get(port, "/healthz").is_ok_and(|r| r.status == 200);
+        let c = Collector {
+            child,
+            port,
+            dir,
+            ca,
+        };
+        let up = || c.get("/healthz").is_ok_and(|r| r.status == 200);
         assert!(
             wait_for(Duration::from_secs(10), up),
             "collector did not come up on {port}"
@@ -74,7 +91,7 @@ impl Collector {
     /// The `/metrics` text; panics when the collector does not answer 200 (a dead collector
     /// must fail the test, not read as zeros).
     pub fn metrics(&self) -> String {
-        match http::get(self.port, "/metrics") {
+        match self.get("/metrics") {
             Ok(r) if r.status == 200 => r.body,
             Ok(r) => panic!(
                 "GET /metrics on {}: status {}: {}",
@@ -82,6 +99,29 @@ impl Collector {
             ),
             Err(e) => panic!("GET /metrics on {}: {e}", self.port),
         }
+    }
+
+    /// GET over HTTP, or over HTTPS with curl trusting the collector's CA.
+    fn get(&self, path: &str) -> std::io::Result<http::Response> {
+        let Some(ca) = &self.ca else {
+            return http::get(self.port, path);
+        };
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"])
+            .arg(ca)
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        Ok(http::Response {
+            status: status.trim().parse().unwrap_or(0),
+            body: body.to_owned(),
+        })
     }
 
     /// The sample `name{labels}`; panics, showing the exposition, when there is none.

@@ -62,11 +62,9 @@ pub(super) struct LokiClient {
 
 impl LokiClient {
     pub(super) fn new(config: &LokiConfig) -> Self {
-        let http = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        // Checked when the configuration was resolved.
+        let http = vigil_wire::http::client(Duration::from_secs(30), config.ca_file.as_deref())
+            .expect("CA file checked at start");
         LokiClient {
             http,
             push_url: format!("{}/loki/api/v1/push", config.url),

@@ -8,8 +8,10 @@ use vigil_wire::token::{read_token_file, TokenError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LokiConfigError {
-    #[error("`loki_url` = {0:?} is not an http:// URL (for TLS put a proxy in front)")]
+    #[error("`loki_url` = {0:?} is not an http:// or https:// URL")]
     Url(String),
+    #[error(transparent)]
+    Tls(#[from] vigil_wire::http::HttpError),
     #[error("[loki] auth: give either bearer_token_file, or username with password_file")]
     Auth,
     #[error(transparent)]
@@ -32,12 +34,26 @@ pub struct LokiFileConfig {
     /// Send structured metadata (`true`) or fold it into the line (`false`); unset: as
     /// Loki's version allows (buildinfo).
     pub structured_metadata: Option<bool>,
+    /// PEM file of a CA to trust for an https:// Loki, besides the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum LokiAuth {
     Basic { user: String, password: String },
     Bearer(String),
+}
+
+/// Credentials never reach a log line.
+impl std::fmt::Debug for LokiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LokiAuth::Basic { user, .. } => {
+                write!(f, "Basic {{ user: {user:?}, password: <redacted> }}")
+            }
+            LokiAuth::Bearer(_) => write!(f, "Bearer(<redacted>)"),
+        }
+    }
 }
 
 impl LokiAuth {
@@ -71,13 +87,15 @@ pub struct LokiConfig {
     pub spool_disk_bytes: u64,
     /// `None`: decided by Loki's version (3.0 and later keep structured metadata).
     pub structured_metadata: Option<bool>,
+    /// Extra CA for an https:// Loki (checked at start).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl LokiConfig {
     /// Validates the URL (already stripped of a trailing `/`) and the `[loki]` table, reads
     /// the credential files and fills in the defaults.
     pub fn resolve(url: String, f: LokiFileConfig) -> Result<LokiConfig, LokiConfigError> {
-        if !url.starts_with("http://") {
+        if vigil_wire::http::check_url(&url).is_err() {
             return Err(LokiConfigError::Url(url));
         }
         let auth = match (f.bearer_token_file, f.username, f.password_file) {
@@ -89,6 +107,8 @@ impl LokiConfig {
             (None, None, None) => None,
             _ => return Err(LokiConfigError::Auth),
         };
+        // A bad CA file stops the start, not the first push.
+        vigil_wire::http::client(Duration::from_secs(1), f.ca_file.as_deref())?;
         Ok(LokiConfig {
             url,
             tenant: f.tenant,
@@ -99,6 +119,7 @@ impl LokiConfig {
             spool_dir: f.spool_dir,
             spool_disk_bytes: f.spool_disk_bytes.unwrap_or(512 << 20),
             structured_metadata: f.structured_metadata,
+            ca_file: f.ca_file,
         })
     }
 }
@@ -120,5 +141,13 @@ mod tests {
         assert_eq!(basic("a", ""), "Basic YTo=");
         assert_eq!(basic("ab", "c"), "Basic YWI6Yw==");
         assert_eq!(LokiAuth::Bearer("t".into()).header(), "Bearer t");
+        let shown = format!(
+            "{:?}",
+            LokiAuth::Basic {
+                user: "u".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }
