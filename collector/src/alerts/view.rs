@@ -74,7 +74,17 @@ impl WorkerLoad {
             pids: measured.iter().map(|p| p.pid).collect(),
             cpu: measured.iter().filter_map(|p| p.cpu_ratio).sum(),
             cores,
-            threads: measured.iter().map(|p| p.threads.max(1)).sum(),
+            // A pre-fork owner (gunicorn's arbiter) serves no request: when the port has
+            // workers, only their threads are CPU the requests can use.
+            threads: {
+                let workers = measured
+                    .iter()
+                    .filter(|p| p.role() == vigil_wire::ProcessRole::UpstreamWorker);
+                match workers.clone().count() {
+                    0 => measured.iter().map(|p| p.threads.max(1)).sum(),
+                    _ => workers.map(|p| p.threads.max(1)).sum(),
+                }
+            },
             running: measured.iter().filter(|p| p.state == "R").count(),
             count: measured.len(),
             unmeasured: samples.len() - measured.len(),
@@ -303,4 +313,27 @@ impl UpstreamView<'_> {
 /// A `server_name` that names a site (not the catch-all `_` or empty).
 fn is_site(name: &str) -> bool {
     !name.is_empty() && name != "_" && name != "\"\""
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::WorkerLoad;
+    use crate::alerts::testing::worker;
+    use vigil_wire::ProcessRole;
+
+    #[test]
+    fn an_idle_arbiter_does_not_hide_its_one_spinning_worker() {
+        let mut arbiter = worker(100, 8082, 0.0, "S", 2.0);
+        arbiter.role = ProcessRole::UpstreamOwner as i32;
+        let load = WorkerLoad::of(&[arbiter.clone(), worker(101, 8082, 0.99, "R", 2.0)]);
+        assert_eq!(
+            load.capacity(),
+            Some(1.0),
+            "one worker thread can use one core"
+        );
+        assert!(load.cpu_bound(0.8));
+        // A lone owner serving requests itself is its own worker.
+        arbiter.cpu_ratio = Some(0.3);
+        assert!(!WorkerLoad::of(&[arbiter]).cpu_bound(0.8));
+    }
 }
