@@ -13,6 +13,7 @@ pub mod http;
 pub mod logging;
 mod messages;
 pub mod spool;
+pub mod time;
 pub mod token;
 
 pub use decode::{DecodeLimits, RepeatedCounts, WireError, MAX_ITEM_COST, MAX_ITEM_SIZE};

@@ -6,7 +6,7 @@
 //! `"` in values (as `\x22`, or `\"` with escape=json), so quoted fields are safe.
 
 use super::config::COMBINED_FORMAT;
-use crate::clock::civil_to_unix;
+use vigil_wire::time::civil_to_unix;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::{ops::Range, sync::Arc};
 

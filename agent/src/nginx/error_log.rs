@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use vigil_wire::ConnectResult;
 
-use crate::clock::civil_to_unix;
+use vigil_wire::time::civil_to_unix;
 
 /// Length of `2026/11/25 10:13:58`.
 const TIME_LEN: usize = 19;

@@ -124,14 +124,17 @@ impl crate::alerts::AlertSink for Notifiers {
         if alert.state != AlertState::Firing {
             return;
         }
-        for worker in self.workers.iter().filter(|w| w.queue.kind == "alertmanager") {
+        for worker in self
+            .workers
+            .iter()
+            .filter(|w| w.queue.kind == "alertmanager")
+        {
             worker.queue.push(alert.clone());
         }
     }
 }
 
 impl Notifiers {
-
     /// Stops every notifier: retries end, what is still queued gets one try, then the
     /// threads are joined (each try is bounded by the configured timeout).
     pub fn shutdown(&self) {
