@@ -1,13 +1,19 @@
-//! `cargo xtask setup | build-ebpf | run | test | bench` — the two commands a fresh Debian
-//! machine needs (`run`, `test`) install everything they use first.
+//! `cargo xtask setup | build-ebpf | run | demo | test | bench` — the two commands a fresh Debian
+//! machine needs (`demo`, `run`, `test`) install everything they use first.
 use clap::{Parser, Subcommand};
 
+mod alert_view;
 mod bench;
 mod cmd;
 mod dashboards;
+mod demo;
+mod http;
 mod install;
+mod interrupt;
+mod procs;
 mod setup;
 mod tasks;
+mod term;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -28,6 +34,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// See vigil at work, nothing to configure: a throwaway site (nginx, three python
+    /// upstreams, the agent, the collector, a mail sink) under target/vigil-demo, where a
+    /// deploy dies at start (502) and workers loop at 100% CPU (504); each diagnosis and its
+    /// mail as they come, then both healed and resolved.
+    Demo,
     /// Set up, then run every test (unit and end-to-end against real nginx and probes).
     Test {
         /// Only tests whose name contains this.
@@ -37,7 +48,8 @@ enum Command {
     Install(install::InstallArgs),
     /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU,
     /// nginx's proxied requests/s with and without the agent),
-    /// `collector` (ingest events/s and Loki encode lines/s per core).
+    /// `collector` (ingest events/s and Loki encode lines/s per core), `fuzz`,
+    /// `alerts` (first failing request → alert on the terminal and in the mailbox, 502 and 504).
     Bench {
         #[arg(default_value = "probes")]
         which: String,
@@ -51,13 +63,23 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::BuildEbpf => cmd::build(false),
         Command::Run { args } => tasks::run(&args),
+        Command::Demo => demo::run(),
         Command::Test { filter } => tasks::test(filter.as_deref()),
         Command::Bench { which } => bench::run(&which),
         Command::Install(args) => install::run(&args),
         Command::Dashboards { check } => dashboards::run(check),
+    };
+    if let Some(exit) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<tasks::Exit>())
+    {
+        eprintln!("{exit}");
+        std::process::exit(exit.code);
     }
+    result
 }

@@ -1,12 +1,15 @@
-//! `cargo xtask bench probes | collector | fuzz`. `probes` measures what the agent costs:
+//! `cargo xtask bench probes | collector | fuzz | alerts`. `probes` measures what the agent costs:
 //! connect() latency with and without the probes and the agent's CPU (connect.rs), then
 //! nginx's proxied requests/s with and without the agent (nginx.rs). `collector` runs the
 //! collector's bench target (ingest events/s and Loki encode lines/s on one core). `fuzz`
 //! runs the ingest decoder fuzz (10 M executions: no crash, no allocation past the bounds).
+//! `alerts` times the demo's 502 and 504 from the first failing request to the alert on the
+//! terminal and in the mailbox (alerts.rs, on the demo's site).
 //!
 //! Layers, arrows downward only: this file → connect.rs, nginx.rs → agent.rs (the agent as
 //! a child process), stats.rs (percentiles, verdicts, reports).
 mod agent;
+mod alerts;
 mod connect;
 mod nginx;
 mod stats;
@@ -21,8 +24,11 @@ pub fn run(which: &str) -> anyhow::Result<()> {
         "probes" => probes(),
         "collector" => collector(),
         "fuzz" => fuzz(),
+        "alerts" => alerts::run(),
         other => {
-            anyhow::bail!("unknown benchmark `{other}` (available: probes, collector, fuzz)")
+            anyhow::bail!(
+                "unknown benchmark `{other}` (available: probes, collector, fuzz, alerts)"
+            )
         }
     }
 }
