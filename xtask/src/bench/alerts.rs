@@ -233,10 +233,18 @@ fn report(cases: &[Case], times: &mut [Times; 2]) {
             );
         }
         if !t.others.is_empty() {
+            let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+            for cause in &t.others {
+                *counts.entry(cause).or_default() += 1;
+            }
+            let shown: Vec<String> = counts
+                .iter()
+                .map(|(c, n)| format!("{c} in {n} of {RUNS} runs"))
+                .collect();
             println!(
-                "  {:<18} other causes that fired on the same upstream: {}",
+                "  {:<18} also fired on the same upstream (the fix included): {}",
                 "",
-                t.others.join(", ")
+                shown.join(", ")
             );
         }
     }

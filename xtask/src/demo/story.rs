@@ -148,6 +148,7 @@ fn heal(term: &mut Term, site: &mut Site, watch: &mut Watch) -> anyhow::Result<(
 /// One incident's diagnosis as the demo saw it.
 struct Diagnosis {
     host: &'static str,
+    upstream: String,
     cause: String,
     status: u16,
     /// First failing request (its send) → the alert seen here / the mail delivered.
@@ -209,6 +210,7 @@ fn diagnose(
     };
     Ok(Diagnosis {
         host,
+        upstream: up,
         cause: alert.key.cause,
         status: alert.status,
         to_alert,
@@ -295,10 +297,8 @@ fn listening(metrics: &str, upstream: &str) -> bool {
 }
 
 fn summary(term: &mut Term, traffic: &Traffic, watch: &Watch, results: &[Diagnosis], www: &str) {
-    let title = term.style.paint(
-        Colour::Bold,
-        "\nsummary (time from the first failing request's send)",
-    );
+    let title = "\nsummary (time from the first failing request's send)";
+    let title = term.style.paint(Colour::Bold, title);
     term.line(&title);
     for d in results {
         let mail = d
@@ -310,18 +310,35 @@ fn summary(term: &mut Term, traffic: &Traffic, watch: &Watch, results: &[Diagnos
             d.host, d.to_alert
         ));
     }
-    let www_alerts: Vec<String> = watch
+    let www_fired = watch.alerts.iter().any(|(_, a)| a.key.upstream == www);
+    term.line(&format!(
+        "  {WWW:<27} {}",
+        if www_fired {
+            "alerted (see above)"
+        } else {
+            "no alert"
+        }
+    ));
+    // Whatever else fired on the demo's upstreams is shown as it is, not hidden.
+    let expected = |a: &alert_view::Alert| {
+        results
+            .iter()
+            .any(|d| d.upstream == a.key.upstream && d.cause == a.key.cause)
+    };
+    for (_, a) in watch
         .alerts
         .iter()
-        .filter(|(_, a)| a.key.upstream == www)
-        .map(|(_, a)| format!("{} {:?}", a.key.cause, a.state))
-        .collect();
-    let www_said = if www_alerts.is_empty() {
-        "no alert".to_owned()
-    } else {
-        www_alerts.join(", ")
-    };
-    term.line(&format!("  {WWW:<27} {www_said}"));
+        .filter(|(_, a)| a.state == AlertState::Firing)
+    {
+        if !expected(a) && a.key.upstream != www {
+            let at = alert_view::clock(a.fired_at_ms.unwrap_or(a.last_seen_ms));
+            let site = a.server_names.join(", ");
+            term.line(&format!(
+                "  also fired: {} ({}) on {site} at {at}",
+                a.key.cause, a.status
+            ));
+        }
+    }
     let answers: Vec<String> = [WWW, PORTAL, CRM]
         .iter()
         .map(|h| {
