@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use vigil_wire::{Batch, NginxErrorRecord, NginxRoute, ProcessRole, ProcessSample, UpstreamStatus};
 
-use classify::connection_signals;
 pub use classify::error_signal;
+use classify::{connection_signals, summary_signals};
 
 pub const MAX_ROUTES_PER_NODE: usize = 4096;
 pub const MAX_WORKERS_PER_PORT: usize = 256;
@@ -102,6 +102,16 @@ impl Run {
         self.count += n;
     }
 
+    /// `n` occurrences from `first_ms` to `last_ms` with no gap between them (an agent's
+    /// summary of one batch interval): one run, whatever the gap.
+    pub fn add_span(&mut self, first_ms: i64, last_ms: i64, n: u64, gap_ms: i64) {
+        if n == 0 {
+            return;
+        }
+        self.add(first_ms, 1, gap_ms);
+        self.add(last_ms, n - 1, gap_ms.max(last_ms - first_ms + 1));
+    }
+
     /// Still going at `now_ms`: its last occurrence less than `gap_ms` ago.
     pub fn alive(&self, now_ms: i64, gap_ms: i64) -> bool {
         self.count > 0 && now_ms - self.last_ms < gap_ms
@@ -115,6 +125,9 @@ pub struct UpstreamEvidence {
     pub status: Option<(UpstreamStatus, i64)>,
     /// The last data time a status showed the accept queue at its backlog.
     pub queue_full_ms: Option<i64>,
+    /// When the listener's owner changed (a restart): workers sampled since did not serve
+    /// the requests that failed before.
+    pub owner_since_ms: Option<i64>,
     /// nginx `server` names seen in its error lines about this upstream.
     pub servers: Vec<String>,
     /// The latest nginx error line per signal (cut).
@@ -249,6 +262,16 @@ impl NodeEvidence {
                 }
             }
         }
+        for s in &batch.summaries {
+            let (first, last) = (s.first_end_unix_ns, s.last_end_unix_ns);
+            let span = (times.at(first / 1_000_000), times.at(last / 1_000_000));
+            if let Some(u) = self.upstream(&s.dst, ctx) {
+                for (signal, n) in summary_signals(s) {
+                    u.runs[signal as usize].add_span(span.0, span.1, n, ctx.gap_ms);
+                    u.touched_ms = u.touched_ms.max(span.1);
+                }
+            }
+        }
         for e in &batch.nginx_errors {
             let Some(signal) = error_signal(e) else {
                 continue;
@@ -305,6 +328,11 @@ impl NodeEvidence {
             };
             if s.listening && s.backlog > 0 && s.accept_queue >= s.backlog {
                 u.queue_full_ms = Some(at);
+            }
+            let owner = |s: &vigil_wire::UpstreamStatus| s.owner.as_ref().map(|o| o.pid);
+            let previous = u.status.as_ref().map(|(p, _)| owner(p));
+            if previous.is_some_and(|before| before != owner(s)) {
+                u.owner_since_ms = Some(at);
             }
             u.status = Some((s.clone(), at));
             u.touched_ms = u.touched_ms.max(at);

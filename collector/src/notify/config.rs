@@ -147,7 +147,7 @@ impl Default for NotifyConfig {
             webhooks: Vec::new(),
             links: Links::default(),
             ca_pem: None,
-            group_wait: Duration::from_secs(2),
+            group_wait: Duration::from_millis(300),
             resend_interval: Duration::from_secs(60),
             queue_len: 256,
             retry: RetryPolicy {

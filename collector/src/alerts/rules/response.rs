@@ -12,7 +12,18 @@ use crate::alerts::{
     wording::{clock, evidence, process, seconds},
 };
 
+/// The workers sampled now are the ones that failed these requests: not a process that
+/// took over after a restart (judging the old failures by its idle CPU would be wrong).
+fn same_workers(v: &UpstreamView, e: &Episode) -> bool {
+    v.evidence
+        .owner_since_ms
+        .is_none_or(|since| since <= e.last_ms)
+}
+
 pub fn saturated(v: &UpstreamView, e: &Episode) -> Option<Verdict> {
+    if !same_workers(v, e) {
+        return None;
+    }
     let Cpu::Bound(w) = v.cpu() else {
         return None;
     };
@@ -55,6 +66,9 @@ pub fn saturated(v: &UpstreamView, e: &Episode) -> Option<Verdict> {
 }
 
 pub fn slow(v: &UpstreamView, e: &Episode) -> Option<Verdict> {
+    if !same_workers(v, e) {
+        return None;
+    }
     let within = v.read_timeout_ms().map_or_else(String::new, |t| {
         format!(" within proxy_read_timeout {}", seconds(t))
     });

@@ -526,3 +526,38 @@ fn refusals_before_the_listener_came_back_are_not_a_listener_that_refuses() {
         found[0].verdict.summary
     );
 }
+
+#[test]
+fn timeouts_from_before_a_restart_are_not_judged_by_the_new_idle_workers() {
+    // The looping workers timed out three requests; then the service was restarted and the
+    // fresh workers (a new owner) idle: that is not UpstreamSlow.
+    let mut before = batch("web-1", T0 + 61_000);
+    for i in 0..3 {
+        before
+            .connections
+            .push(silent(UP, T0 + 60_000 + i * 100, 60_000));
+        before
+            .nginx_errors
+            .push(read_timeout_line(UP, T0 + 60_000 + i * 100));
+    }
+    before.upstreams.push(listener(UP, true, 0, 128));
+    before.processes = vec![
+        worker(11, 8084, 0.99, "R", 2.0),
+        worker(12, 8084, 0.98, "R", 2.0),
+    ];
+    before.routes = vec![route(&[SITE], "/", UP, "")];
+    let mut after = batch("web-1", T0 + 62_000);
+    let mut restarted = listener(UP, true, 0, 128);
+    restarted.owner = Some(owner(5151, "client-portal.service"));
+    after.upstreams.push(restarted);
+    after.processes = vec![
+        worker(31, 8084, 0.0, "S", 2.0),
+        worker(32, 8084, 0.0, "S", 2.0),
+    ];
+    let found = findings(&evidence_of(&[before, after]), UP);
+    assert!(
+        !causes(&found).contains(&Cause::UpstreamSlow),
+        "{:?}",
+        causes(&found)
+    );
+}
