@@ -249,6 +249,6 @@ fn report(cases: &[Case], times: &mut [Times; 2]) {
         }
     }
     println!(
-        "  (the mail waits for the notifiers' group_wait, 2 s by default, to group transitions)"
+        "  (the mail waits for the notifiers' group_wait, 300 ms by default, to group transitions)"
     );
 }
