@@ -7,22 +7,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{counter, gauge, histogram, Unit};
+use metrics::{counter, gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
-use vigil_wire::{AgentHealth, Batch, ConnectResult};
+use vigil_wire::{AgentHealth, Batch};
 
 use crate::label_cap::LabelCap;
 
-/// Connect times on loopback are tens of µs, across a network ms; SYN retries add 1, 3, 7 s.
-pub const CONNECT_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0,
-    7.0, 15.0, 60.0,
-];
-/// First byte: an application's think time, up to nginx's default 60 s read timeout.
-pub const FIRST_BYTE_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
+/// The bounds agents count healthy connections in (wire), so their summaries fill these
+/// histograms exactly.
+pub use vigil_wire::buckets::{CONNECT_BUCKETS, FIRST_BYTE_BUCKETS};
+
+mod connections;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot install the Prometheus recorder: {0}")]
@@ -69,6 +65,7 @@ pub const DESCRIPTIONS: &[(&str, Unit, &str)] = &[
     ("vigil_notifications_dropped_total", Unit::Count, "Alert transitions a notifier dropped: its queue was full (oldest first), or too many alerts fired to re-send."),
     ("vigil_loki_spool_corrupt_total", Unit::Count, "Loki spool files that could not be read or decoded, renamed *.corrupt and kept for inspection."),
     ("vigil_label_values_capped_total", Unit::Count, "Label values replaced by `other` at the per-family limit."),
+    ("vigil_connection_summary_samples_dropped_total", Unit::Count, "Connect and first-byte durations of agents' connection summaries not recorded: over the per-batch budget (their connects are counted)."),
 ];
 
 fn describe() {
@@ -86,7 +83,16 @@ fn describe() {
 /// Installs the global recorder; every series not updated for `idle` expires (the nodes that
 /// left take their series with them).
 pub fn install(idle: Duration) -> Result<PrometheusHandle, MetricsError> {
-    let handle = PrometheusBuilder::new()
+    let handle = builder(idle)?
+        .install_recorder()
+        .map_err(|e| MetricsError(e.to_string()))?;
+    describe();
+    Ok(handle)
+}
+
+/// The exporter's configuration: histogram buckets and idle expiry.
+fn builder(idle: Duration) -> Result<PrometheusBuilder, MetricsError> {
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("vigil_upstream_connect_duration_seconds".into()),
             CONNECT_BUCKETS,
@@ -98,10 +104,7 @@ pub fn install(idle: Duration) -> Result<PrometheusHandle, MetricsError> {
             )
         })
         .map(|b| b.idle_timeout(MetricKindMask::ALL, Some(idle)))
-        .and_then(|b| b.install_recorder())
-        .map_err(|e| MetricsError(e.to_string()))?;
-    describe();
-    Ok(handle)
+        .map_err(|e| MetricsError(e.to_string()))
 }
 
 /// Agents report cumulative counters; the collector turns them into increments.
@@ -173,75 +176,6 @@ impl Recorder {
         self.nginx(&node, batch);
         if let Some(h) = &batch.health {
             self.health(&node, &batch.agent_id, h);
-        }
-    }
-
-    /// Groups a batch's connections by (client, upstream) first, so label capping and the
-    /// registry lookups happen once per series, not once per connection.
-    fn connections(&self, node: &str, batch: &Batch) {
-        #[derive(Default)]
-        struct Group {
-            /// Indexed by `ConnectResult` discriminant.
-            results: [u64; ConnectResult::ALL.len()],
-            connect_seconds: Vec<f64>,
-            first_byte_seconds: Vec<f64>,
-            silent_closes: u64,
-            resets: u64,
-            syn_retransmits: u64,
-        }
-        let mut groups: HashMap<(&str, &str), Group> = HashMap::new();
-        for c in &batch.connections {
-            let g = groups.entry((c.comm.as_str(), c.dst.as_str())).or_default();
-            // prost's getter: an unknown value reads as Unspecified, labelled "error".
-            let result = c.result();
-            g.results[result as usize] += 1;
-            if result == ConnectResult::Ok {
-                g.connect_seconds.push(c.connect_us as f64 / 1e6);
-            }
-            if let Some(us) = c.first_byte_us {
-                g.first_byte_seconds.push(us as f64 / 1e6);
-            }
-            g.silent_closes += u64::from(c.silent_close);
-            g.resets += u64::from(c.reset);
-            g.syn_retransmits += u64::from(c.syn_retransmits);
-        }
-        for ((comm, dst), g) in groups {
-            let labels = [
-                ("node", node.to_owned()),
-                ("client", self.caps.value("upstream", "client", node, comm)),
-                (
-                    "upstream",
-                    self.caps.value("upstream", "upstream", node, dst),
-                ),
-            ];
-            for (result, &n) in ConnectResult::ALL
-                .iter()
-                .zip(&g.results)
-                .filter(|(_, n)| **n > 0)
-            {
-                let mut with_result = labels.to_vec();
-                with_result.push(("result", result.label().to_owned()));
-                counter!("vigil_upstream_connects_total", &with_result).increment(n);
-            }
-            if !g.connect_seconds.is_empty() {
-                let connect = histogram!("vigil_upstream_connect_duration_seconds", &labels);
-                g.connect_seconds
-                    .into_iter()
-                    .for_each(|v| connect.record(v));
-            }
-            if !g.first_byte_seconds.is_empty() {
-                let first_byte = histogram!("vigil_upstream_first_byte_seconds", &labels);
-                g.first_byte_seconds
-                    .into_iter()
-                    .for_each(|v| first_byte.record(v));
-            }
-            if g.silent_closes > 0 {
-                counter!("vigil_upstream_silent_closes_total", &labels).increment(g.silent_closes);
-            }
-            if g.resets > 0 {
-                counter!("vigil_upstream_resets_total", &labels).increment(g.resets);
-            }
-            counter!("vigil_upstream_syn_retransmits_total", &labels).increment(g.syn_retransmits);
         }
     }
 

@@ -5,22 +5,24 @@
 //! few hundred bytes once decoded, so without the count a small snappy bomb decodes to
 //! gigabytes.
 //!
-//! Repeated items are the records (Batch fields 5..=9), nginx's routes (11) and every
-//! repeated field nested in them or in the health (`SHAPES`; they accumulate across repeats
-//! of their optional parent, as prost merges those). Nothing else can grow a decoded batch
-//! beyond its wire bytes: a repeated optional message merges into one struct, a repeated
-//! string keeps the last value in one buffer.
+//! Repeated items are the records (Batch fields 5..=9), nginx's routes (11), connection
+//! summaries (12) and every repeated field nested in them or in the health (`SHAPES`; they
+//! accumulate across repeats of their optional parent, as prost merges those), numbers in
+//! repeated numeric fields included (a packed field of n bytes holds up to n of them, 8 bytes
+//! each once decoded). Nothing else can grow a decoded batch beyond its wire bytes: a
+//! repeated optional message merges into one struct, a repeated string keeps the last value
+//! in one buffer.
 //!
 //! What one decode holds at most, beyond the body: the decompressed protobuf (≤ D =
 //! `max_decoded_bytes`); strings, whose capacities sum to ≤ D plus the allocator's 8-byte
 //! minimum per string field; one string's old buffer while it grows (≤ D); the records'
-//! vectors, reserved at their exact counts; nested repeated strings, in vectors prost grows
-//! by doubling. Hence [`DecodeLimits::memory_bound`].
+//! vectors, reserved at their exact counts; nested repeated strings and numbers, in vectors
+//! prost grows by doubling. Hence [`DecodeLimits::memory_bound`].
 use prost::Message;
 
 use crate::{
-    AgentHealth, Batch, ConnectionOutcome, NginxAccessRecord, NginxErrorRecord, NginxRoute,
-    ProcessSample, UpstreamStatus,
+    AgentHealth, Batch, ConnectionOutcome, ConnectionSummary, NginxAccessRecord, NginxErrorRecord,
+    NginxRoute, ProcessSample, UpstreamStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +71,16 @@ pub const MAX_ITEM_SIZE: usize = max(
     ),
     max(
         max(size_of::<NginxAccessRecord>(), size_of::<NginxRoute>()),
-        size_of::<String>(),
+        max(size_of::<ConnectionSummary>(), size_of::<String>()),
     ),
 );
 /// A nested repeated string: its `String`, its 8-byte minimum, and its share of a vector
 /// grown by doubling (capacity ≤ 2n, the old buffer live while it moves, at least 4 slots).
 const NESTED_ITEM_COST: usize = 4 * size_of::<String>() + 8;
+/// A number in a nested repeated numeric field: its share of a vector grown by doubling,
+/// the old buffer live while it moves, at least 4 slots of 8 bytes.
+const SCALAR_ITEM_COST: usize = 4 * size_of::<u64>();
+const _: () = assert!(SCALAR_ITEM_COST <= NESTED_ITEM_COST);
 /// Most heap one repeated item can take besides its strings' bytes.
 pub const MAX_ITEM_COST: usize = max(item_cost(MAX_ITEM_SIZE), NESTED_ITEM_COST);
 /// The batch's own strings and health outside the repeated items.
@@ -88,47 +94,63 @@ struct Shape {
     #[cfg_attr(not(test), allow(dead_code))]
     name: &'static str,
     repeated: &'static [u32],
+    /// Repeated numeric fields: each number is an item, packed or not.
+    scalars: &'static [u32],
     nested: &'static [(u32, &'static Shape)],
 }
 
 const PROCESS_EXIT: Shape = Shape {
     name: "ProcessExit",
     repeated: &[6],
+    scalars: &[],
     nested: &[],
 };
 const UPSTREAM_STATUS: Shape = Shape {
     name: "UpstreamStatus",
     repeated: &[],
+    scalars: &[],
     nested: &[(9, &PROCESS_EXIT)],
 };
 const AGENT_HEALTH: Shape = Shape {
     name: "AgentHealth",
     repeated: &[3],
+    scalars: &[],
     nested: &[],
 };
 const NGINX_ROUTE: Shape = Shape {
     name: "NginxRoute",
     repeated: &[1],
+    scalars: &[],
     nested: &[],
 };
-/// The batch; its repeated fields 5..=9 are the records, 11 nginx's routes.
+const CONNECTION_SUMMARY: Shape = Shape {
+    name: "ConnectionSummary",
+    repeated: &[],
+    scalars: &[5, 7],
+    nested: &[],
+};
+/// The batch; its repeated fields 5..=9 are the records, 11 nginx's routes, 12 connection
+/// summaries.
 const BATCH: Shape = Shape {
     name: "Batch",
-    repeated: &[5, 6, 7, 8, 9, 11],
+    repeated: &[5, 6, 7, 8, 9, 11, 12],
+    scalars: &[],
     nested: &[
         (6, &UPSTREAM_STATUS),
         (10, &AGENT_HEALTH),
         (11, &NGINX_ROUTE),
+        (12, &CONNECTION_SUMMARY),
     ],
 };
 /// Every shape, for the test that holds them to messages.rs.
 #[cfg(test)]
-const SHAPES: [&Shape; 5] = [
+const SHAPES: [&Shape; 6] = [
     &BATCH,
     &UPSTREAM_STATUS,
     &PROCESS_EXIT,
     &AGENT_HEALTH,
     &NGINX_ROUTE,
+    &CONNECTION_SUMMARY,
 ];
 
 impl DecodeLimits {
@@ -178,7 +200,10 @@ pub struct RepeatedCounts {
     pub records: [usize; 5],
     /// Batch field 11: nginx's routes.
     pub routes: usize,
-    /// Repeated items below them and in the health (capability names, stderr lines).
+    /// Batch field 12: connection summaries.
+    pub summaries: usize,
+    /// Repeated items below them and in the health (capability names, stderr lines,
+    /// summaries' bucket counts).
     pub nested: usize,
 }
 
@@ -196,6 +221,7 @@ impl RepeatedCounts {
             match field.number {
                 5..=9 => counts.records[field.number as usize - 5] += 1,
                 11 => counts.routes += 1,
+                12 => counts.summaries += 1,
                 _ => {}
             }
             if let Some(shape) = nested_shape(&BATCH, field.number) {
@@ -206,7 +232,7 @@ impl RepeatedCounts {
     }
 
     pub fn items(&self) -> usize {
-        self.records.iter().sum::<usize>() + self.routes + self.nested
+        self.records.iter().sum::<usize>() + self.routes + self.summaries + self.nested
     }
 
     fn reserved_batch(&self) -> Batch {
@@ -218,6 +244,7 @@ impl RepeatedCounts {
             nginx_errors: Vec::with_capacity(errors),
             nginx_access: Vec::with_capacity(access),
             routes: Vec::with_capacity(self.routes),
+            summaries: Vec::with_capacity(self.summaries),
             ..Default::default()
         }
     }
@@ -236,6 +263,10 @@ fn count_items(field: &Field, shape: &Shape) -> Result<usize, WireError> {
     let mut items = 0;
     let mut fields = Fields::new(field.payload, field.offset);
     while let Some(f) = fields.next_field()? {
+        if shape.scalars.contains(&f.number) {
+            items += scalars_in(&f);
+            continue;
+        }
         if f.wire_type != LEN {
             continue;
         }
@@ -247,6 +278,15 @@ fn count_items(field: &Field, shape: &Shape) -> Result<usize, WireError> {
         }
     }
     Ok(items)
+}
+
+/// Numbers one field of a repeated numeric field adds: one unpacked; packed, one per byte
+/// that ends a varint (an upper bound for fixed-width numbers, which vigil does not use).
+fn scalars_in(field: &Field) -> usize {
+    match field.wire_type {
+        LEN => field.payload.iter().filter(|&&b| b < 0x80).count(),
+        _ => 1,
+    }
 }
 
 /// One field as it sits on the wire; `payload` is its bytes when length-delimited.

@@ -205,13 +205,20 @@ fn every_repeated_field_in_the_messages_is_counted() {
     );
     for (name, tag, kind) in found {
         let shape = SHAPES.iter().find(|s| s.name == name);
+        let numeric = kind != "message" && kind != "string";
         assert!(
-            shape.is_some_and(|s| s.repeated.contains(&tag)),
-            "{name} field {tag} is repeated: add it to decode.rs SHAPES (and the path to it)"
+            shape.is_some_and(|s| if numeric {
+                s.scalars.contains(&tag)
+            } else {
+                s.repeated.contains(&tag)
+            }),
+            "{name} field {tag} is a repeated {kind}: add it to decode.rs SHAPES (`scalars` for \
+             numbers, else `repeated`) and the path to it"
         );
-        // Below the batch, vectors grow unreserved: their cost assumes strings.
+        // Below the batch, vectors grow unreserved: their cost assumes strings or 8-byte
+        // numbers (SCALAR_ITEM_COST).
         assert!(
-            name == "Batch" || kind == "string",
+            name == "Batch" || kind == "string" || matches!(kind.as_str(), "uint64" | "int64"),
             "{name} field {tag}: a repeated {kind} below the batch needs its own cost in decode.rs"
         );
     }
@@ -277,6 +284,7 @@ fn malformed_framing_is_refused_where_prost_refuses_it() {
 #[test]
 fn bounds_cover_the_largest_item() {
     const { assert!(MAX_ITEM_SIZE >= size_of::<UpstreamStatus>()) };
+    const { assert!(MAX_ITEM_SIZE >= size_of::<ConnectionSummary>()) };
     const { assert!(MAX_ITEM_COST > MAX_ITEM_SIZE) };
     let limits = DecodeLimits {
         max_decoded_bytes: 32 << 20,
@@ -284,4 +292,62 @@ fn bounds_cover_the_largest_item() {
     };
     assert!(limits.memory_bound() > 3 * (32 << 20) + 50_000 * MAX_ITEM_SIZE);
     assert!(limits.largest_allocation_bound() >= 50_000 * size_of::<UpstreamStatus>());
+}
+
+#[test]
+fn summaries_and_their_bucket_counts_are_counted() {
+    let summary = ConnectionSummary {
+        comm: "nginx".into(),
+        dst: "127.0.0.1:8080".into(),
+        result: ConnectResult::Ok as i32,
+        count: 1000,
+        connect_us_buckets: vec![990, 0, 10],
+        connect_us_sum: 60_000,
+        first_byte_us_buckets: vec![0, 1000],
+        first_byte_us_sum: 2_000_000,
+        first_end_unix_ns: 1,
+        last_end_unix_ns: 2,
+    };
+    let batch = Batch {
+        summaries: vec![summary.clone(), summary],
+        ..sample()
+    };
+    let counts = RepeatedCounts::of(&batch.encode_to_vec()).unwrap();
+    assert_eq!(counts.summaries, 2);
+    assert_eq!(
+        counts.nested,
+        2 + 2 * 5,
+        "capability names and bucket counts"
+    );
+    let decoded = Batch::decode_compressed(&batch.encode_compressed(), &LIMITS).unwrap();
+    assert_eq!(decoded, batch);
+    assert_eq!(decoded.summaries.capacity(), 2, "reserved, not grown");
+}
+
+#[test]
+fn bucket_count_bombs_are_counted_packed_or_not() {
+    let limits = DecodeLimits {
+        max_decoded_bytes: 8 << 20,
+        ..LIMITS
+    };
+    // One summary (12) whose packed connect buckets (5) hold a million zeros: 8 MB decoded.
+    let packed = field(0x62, &field(0x2a, &[0x00; 1_000_000]));
+    assert!(matches!(
+        Batch::decode_compressed(&snappy(&bomb(&packed, 1)), &limits),
+        Err(WireError::TooManyRecords {
+            items: 1_000_001,
+            ..
+        })
+    ));
+    // The same numbers unpacked (field 7, varint 0), and multi-byte varints counted once.
+    let unpacked = field(0x62, &[0x38, 0x00].repeat(600));
+    assert_eq!(RepeatedCounts::of(&bomb(&unpacked, 1)).unwrap().nested, 600);
+    let wide = field(0x62, &field(0x3a, &[0xff, 0x01].repeat(300)));
+    assert_eq!(RepeatedCounts::of(&bomb(&wide, 1)).unwrap().nested, 300);
+    let decoded = Batch::decode(bomb(&wide, 1).as_slice()).unwrap();
+    assert_eq!(decoded.summaries[0].first_byte_us_buckets.len(), 300);
+    assert!(matches!(
+        Batch::decode_compressed(&snappy(&bomb(&unpacked, 2)), &LIMITS),
+        Err(WireError::TooManyRecords { items: 1202, .. })
+    ));
 }

@@ -8,6 +8,7 @@
 //! Messages are declared with prost's derive (no protoc at build time); field tags are the
 //! compatibility contract: never reuse or renumber one.
 pub mod backoff;
+pub mod buckets;
 mod decode;
 pub mod http;
 pub mod logging;
@@ -42,6 +43,7 @@ impl Batch {
             + self.nginx_errors.len()
             + self.nginx_access.len()
             + self.routes.len()
+            + self.summaries.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -28,6 +28,10 @@ pub struct Batch {
     /// nginx's proxy routes, the whole set with each sample (empty between samples).
     #[prost(message, repeated, tag = "11")]
     pub routes: Vec<NginxRoute>,
+    /// Healthy connections counted per (client, upstream, result) over the batch's interval;
+    /// the rest travel one by one in `connections`.
+    #[prost(message, repeated, tag = "12")]
+    pub summaries: Vec<ConnectionSummary>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -114,6 +118,44 @@ pub struct ConnectionOutcome {
     pub bytes_received: u64,
     #[prost(uint64, tag = "15")]
     pub duration_us: u64,
+}
+
+/// Connections from one client to one upstream with one result, counted instead of sent
+/// one by one: what the collector's metrics and alert evidence need of healthy traffic.
+/// The agent summarises a connection only when it is healthy: connected within a second
+/// with no SYN retransmit, neither reset nor silently closed, and answered (a first byte)
+/// within a second or closed without sending a request (a TCP check).
+/// Per bucket: index i counts values at most `buckets::CONNECT_BUCKETS[i]` (resp.
+/// `FIRST_BYTE_BUCKETS`) seconds and above the previous bound, the index past the last
+/// bound counts the rest (`+Inf`); trailing empty buckets are left out.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ConnectionSummary {
+    /// The connecting process's name (a `ConnectionOutcome`'s `comm`).
+    #[prost(string, tag = "1")]
+    pub comm: String,
+    /// The destination, `host:port`.
+    #[prost(string, tag = "2")]
+    pub dst: String,
+    #[prost(enumeration = "ConnectResult", tag = "3")]
+    pub result: i32,
+    /// Connections summarised.
+    #[prost(uint64, tag = "4")]
+    pub count: u64,
+    /// Connect times of `ok` connections per bucket.
+    #[prost(uint64, repeated, tag = "5")]
+    pub connect_us_buckets: Vec<u64>,
+    #[prost(uint64, tag = "6")]
+    pub connect_us_sum: u64,
+    /// Times to first byte per bucket; they add up to the connections answered.
+    #[prost(uint64, repeated, tag = "7")]
+    pub first_byte_us_buckets: Vec<u64>,
+    #[prost(uint64, tag = "8")]
+    pub first_byte_us_sum: u64,
+    /// When the first and the last of them ended (connect time plus duration), Unix ns.
+    #[prost(int64, tag = "9")]
+    pub first_end_unix_ns: i64,
+    #[prost(int64, tag = "10")]
+    pub last_end_unix_ns: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -16,7 +16,7 @@ use crate::{
     nginx::view::NginxView,
     probes::Probes,
     ship::{
-        outbox::{self, Outbox},
+        outbox::{self, ConnectionRecords, Outbox},
         sender::BatchSender,
     },
     watch::NodeWatcher,
@@ -47,6 +47,12 @@ pub struct RunArgs {
     /// Spool bound on disk, in MiB; past it the oldest batches are dropped (and counted).
     #[arg(long, env = "VIGIL_SPOOL_DISK_MIB", default_value_t = 256)]
     pub spool_disk_mib: u64,
+    /// Which connections are sent one by one: `failures` sends failed, reset, silently
+    /// closed and slow (over 1 s) connections and those after SYN retransmits alone, and
+    /// counts the healthy rest per client and upstream in each batch (same metrics, a
+    /// fraction of the bytes); `all` sends every connection alone.
+    #[arg(long, env = "VIGIL_CONNECTION_RECORDS", value_enum, default_value = "failures")]
+    pub connection_records: ConnectionRecords,
 }
 
 fn hostname() -> String {
@@ -56,6 +62,8 @@ fn hostname() -> String {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Before any other thread exists: it would get an arena of its own.
+    tune_allocator();
     anyhow::ensure!(
         args.collector.starts_with("http://"),
         "--collector must be an http:// URL like http://127.0.0.1:9470"
@@ -70,7 +78,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.watch.nginx_error_log.clone(),
         args.watch.nginx_access_log.clone(),
     );
+    // Loading the probes parses the kernel's BTF (~20 MiB for a moment, freed after): the
+    // agent's peak. Whatever is free before it goes back first, and after it again.
+    return_free_memory();
     let mut watcher = NodeWatcher::start(args.watch.ports.clone(), nginx, true)?;
+    return_free_memory();
     let spool_dir = args.state_dir.join("spool");
     let spool = Spool::open(
         Some(spool_dir.clone()),
@@ -92,7 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shipper = BatchSender::start(&args.collector, token, spool);
     let started_ms = (unix_now_ns() / 1_000_000) as i64;
     let agent_id = format!("{node}/{started_ms}-{}", std::process::id());
-    let mut outbox = Outbox::new(agent_id.clone(), node.clone());
+    let mut outbox = Outbox::new(agent_id.clone(), node.clone(), args.connection_records);
     info!(%agent_id, collector = %args.collector, ports = watcher.ports.len(), "streaming to the collector");
     eprintln!("vigil-agent run: ready");
     let mut ticks = PollLoop::new(Some(args.interval))?;
@@ -101,12 +113,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let tick = ticks.next().await;
         let stopping = matches!(tick, Tick::Stop);
         let now_ns = unix_now_ns() as i64;
-        let batch = outbox.batch();
-        let events = watcher.poll(|r| batch.connections.push(outbox::connection(r)));
+        let events = watcher.poll(|r| outbox.add_connection(r));
         for event in events {
             outbox::log_event(outbox.batch(), event, now_ns);
         }
         if matches!(tick, Tick::Sample) {
+            return_free_memory();
             sample(&mut watcher, &mut outbox, &shipper)?;
             let (_, dropped) = shipper.spool_state();
             if dropped > dropped_reported {
@@ -127,6 +139,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!("stopping: delivering what is queued (up to 5 s), spooling the rest");
     shipper.shutdown(Duration::from_secs(5));
     Ok(())
+}
+
+/// glibc's malloc, set for a small resident set: one arena (the shipper thread allocates
+/// little, and shares the main heap rather than growing an arena of its own), and blocks of
+/// 128 KiB or more from mmap, returned to the system when freed. Left alone, glibc raises
+/// that threshold to the largest block freed (the BTF blob read at start), after which such
+/// blocks stay in the heap and keep it large.
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; no other thread allocates yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+    }
+}
+
+/// Free pages inside the heap go back to the system (glibc returns only its top by itself):
+/// after start, and after each sample (a burst of lines or connections leaves holes).
+fn return_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim is thread-safe and only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The slow path: upstream states, process samples and the agent's health.

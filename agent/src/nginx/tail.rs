@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 pub const DEFAULT_MAX_LINE: usize = 16 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read per poll at most, so a large backlog is consumed over several
-/// polls instead of in one huge batch.
-const MAX_BYTES_PER_POLL: usize = 8 * 1024 * 1024;
+/// polls instead of in one huge batch: what one poll holds in lines is bounded by it. At 10
+/// polls a second that is 10 MiB/s per log (~50,000 lines/s), and about one batch of lines.
+const MAX_BYTES_PER_POLL: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TailLine {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use aya::{
     include_bytes_aligned,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use serde::Serialize;
 use tracing::warn;
@@ -82,7 +82,9 @@ impl Probes {
         check_privileges()?;
         ensure_tracefs()?;
         relax_memlock();
-        let mut ebpf = Ebpf::load(PROBES)?;
+        // Not `Ebpf::load`: it parses the kernel's BTF twice, both held at once (~13 MiB
+        // each here); the loader alone parses it once and frees it when loading is done.
+        let mut ebpf = EbpfLoader::new().load(PROBES)?;
         let mut capabilities = Capabilities::default();
         let known = write_offsets(&mut ebpf, &mut capabilities)?;
         attach_all(&mut ebpf, &known, &mut capabilities)?;

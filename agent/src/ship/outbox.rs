@@ -1,5 +1,6 @@
 //! Turns what the agent sees into wire records and seals them into numbered batches by
-//! size and age.
+//! size and age; healthy connections are counted per (client, upstream) in each batch
+//! (`summary`) unless every connection is to travel alone.
 use std::time::{Duration, Instant};
 
 use vigil_wire as wire;
@@ -11,11 +12,25 @@ use crate::{
     watch::RoledSample,
 };
 
+mod summary;
+
+/// Which connections travel one by one (`--connection-records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConnectionRecords {
+    /// Failed, reset, silent, slow ones and those after SYN retransmits alone; healthy
+    /// ones counted per client and upstream in each batch.
+    Failures,
+    /// Every connection alone, healthy ones too.
+    All,
+}
+
 pub struct Outbox {
     agent_id: String,
     node: String,
     next_sequence: u64,
     current: wire::Batch,
+    /// Healthy connections of `current`, counted; None when every connection goes alone.
+    summaries: Option<summary::Summaries>,
     opened: Instant,
     pub max_records: usize,
     pub max_age: Duration,
@@ -34,12 +49,13 @@ fn unix_ms(unix_ns: i128) -> i64 {
 }
 
 impl Outbox {
-    pub fn new(agent_id: String, node: String) -> Self {
+    pub fn new(agent_id: String, node: String, records: ConnectionRecords) -> Self {
         Outbox {
             agent_id,
             node,
             next_sequence: 1,
             current: wire::Batch::default(),
+            summaries: (records == ConnectionRecords::Failures).then(Default::default),
             opened: Instant::now(),
             max_records: 5000,
             max_age: Duration::from_secs(1),
@@ -50,17 +66,45 @@ impl Outbox {
         &mut self.current
     }
 
+    /// A finished connection: counted in its summary when healthy, else sent alone. At
+    /// trace level each one is logged with what the metrics take from it, summarised or not
+    /// (how the e2e test holds summaries to per-connection counting).
+    pub fn add_connection(&mut self, r: ConnectionRecord) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            trace_connection(&r, self.summaries.is_some() && summary::healthy(&r));
+        }
+        let alone = match self.summaries.as_mut() {
+            Some(summaries) => summaries.add(r),
+            None => Some(r),
+        };
+        if let Some(r) = alone {
+            self.current.connections.push(connection(r));
+        }
+    }
+
+    fn summarised(&self) -> usize {
+        self.summaries.as_ref().map_or(0, summary::Summaries::len)
+    }
+
     /// Seal when full, or when old enough and not empty; `force` seals whatever is there.
     pub fn seal_if_due(&mut self, force: bool) -> Option<Sealed> {
-        let due = self.current.len() >= self.max_records
-            || self.opened.elapsed() >= self.max_age
-            || force;
-        if !due || self.current.is_empty() {
-            if self.current.is_empty() {
+        let records = self.current.len() + self.summarised();
+        let due = records >= self.max_records || self.opened.elapsed() >= self.max_age || force;
+        let empty = self.current.is_empty()
+            && self
+                .summaries
+                .as_ref()
+                .is_none_or(summary::Summaries::is_empty);
+        if !due || empty {
+            if empty {
                 self.opened = Instant::now();
             }
             return None;
         }
+        if let Some(summaries) = self.summaries.as_mut() {
+            self.current.summaries = summaries.take();
+        }
+        // Taken whole: a burst's vectors go with the batch, the next one starts small.
         let mut batch = std::mem::take(&mut self.current);
         batch.agent_id = self.agent_id.clone();
         batch.node = self.node.clone();
@@ -76,8 +120,28 @@ impl Outbox {
     }
 }
 
+fn trace_connection(r: &ConnectionRecord, healthy: bool) {
+    tracing::trace!(
+        comm = %r.comm,
+        dst = %r.dst,
+        result = r.result.label(),
+        connect_us = micros(r.connect_ms),
+        first_byte_us = r.first_byte_ms.map(micros),
+        silent_close = r.silent_close,
+        reset = r.reset,
+        syn_retransmits = r.syn_retransmits,
+        healthy,
+        "connection"
+    );
+}
+
+/// Milliseconds as the whole microseconds the wire carries.
+fn micros(ms: f64) -> u64 {
+    (ms * 1000.0).round() as u64
+}
+
 pub fn connection(r: ConnectionRecord) -> wire::ConnectionOutcome {
-    let us = |ms: f64| (ms * 1000.0).round() as u64;
+    let us = micros;
     wire::ConnectionOutcome {
         unix_ns: r.unix_ns as i64,
         pid: r.pid,

@@ -1,8 +1,10 @@
-//! `cargo xtask bench probes | collector | fuzz | alerts`. `probes` measures what the agent costs:
+//! `cargo xtask bench probes | agent | collector | fuzz | alerts`. `probes` measures what the agent costs:
 //! connect() latency with and without the probes and the agent's CPU (connect.rs), then
 //! nginx's proxied requests/s with and without the agent (nginx.rs). `collector` runs the
 //! collector's bench target (ingest events/s and Loki encode lines/s on one core). `fuzz`
 //! runs the ingest decoder fuzz (10 M executions: no crash, no allocation past the bounds).
+//! `agent` measures `vigil-agent run`'s memory and bytes on the wire under load (memory.rs,
+//! with traffic.rs and a stand-in collector, sink.rs).
 //! `alerts` times the demo's 502 and 504 from the first failing request to the alert on the
 //! terminal and in the mailbox (alerts.rs, on the demo's site).
 //!
@@ -11,8 +13,11 @@
 mod agent;
 mod alerts;
 mod connect;
+mod memory;
 mod nginx;
+mod sink;
 mod stats;
+mod traffic;
 
 use crate::{
     cmd::{bin_dir, build, cmd, require_root},
@@ -22,12 +27,13 @@ use crate::{
 pub fn run(which: &str) -> anyhow::Result<()> {
     match which {
         "probes" => probes(),
+        "agent" => memory::run(),
         "collector" => collector(),
         "fuzz" => fuzz(),
         "alerts" => alerts::run(),
         other => {
             anyhow::bail!(
-                "unknown benchmark `{other}` (available: probes, collector, fuzz, alerts)"
+                "unknown benchmark `{other}` (available: probes, agent, collector, fuzz, alerts)"
             )
         }
     }

@@ -175,3 +175,33 @@ fn a_log_inside_a_root_rotates_there_and_never_follows_a_symlink_out() {
     append(&logs.join("access.log"), b"b\n");
     assert_eq!(texts(tail.poll().unwrap()), [full("b")]);
 }
+
+#[test]
+fn a_backlog_is_read_a_bounded_slice_per_poll() {
+    let dir = TempDir::new("tail");
+    let path = dir.0.join("access.log");
+    let line = [b'x'; 99];
+    let mut backlog = Vec::new();
+    for _ in 0..30_000 {
+        backlog.extend_from_slice(&line);
+        backlog.push(b'\n');
+    }
+    append(&path, &backlog);
+    let mut tail = LogTail::open_from_start(&path);
+    let mut polls = Vec::new();
+    loop {
+        let n = tail.poll().unwrap().len();
+        if n == 0 {
+            break;
+        }
+        polls.push(n);
+    }
+    assert_eq!(polls.iter().sum::<usize>(), 30_000, "nothing lost");
+    assert!(polls.len() >= 3, "3 MB over several polls: {polls:?}");
+    assert!(
+        polls
+            .iter()
+            .all(|&n| n * 100 <= MAX_BYTES_PER_POLL + READ_CHUNK),
+        "{polls:?}"
+    );
+}

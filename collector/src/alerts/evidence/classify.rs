@@ -1,7 +1,7 @@
 //! Which signal a record is: a finished connection from the probes, or an nginx error.log
 //! line (by what nginx was doing; the client's own departures and nginx's consequences of
 //! failures already counted are none).
-use vigil_wire::{ConnectResult, ConnectionOutcome, NginxErrorRecord};
+use vigil_wire::{ConnectResult, ConnectionOutcome, ConnectionSummary, NginxErrorRecord};
 
 use super::Signal;
 
@@ -39,6 +39,21 @@ pub fn connection_signals(
         ConnectResult::Error | ConnectResult::Unspecified => {}
     }
     out
+}
+
+/// What a summary of healthy connections says: that many connects succeeded, and those
+/// with a first byte were answered (the agent summarises no failure, reset, silent close
+/// or SYN retransmit: those come one by one).
+pub fn summary_signals(s: &ConnectionSummary) -> Vec<(Signal, u64)> {
+    if s.result() != ConnectResult::Ok {
+        return Vec::new();
+    }
+    let answered = s
+        .first_byte_us_buckets
+        .iter()
+        .fold(0u64, |a, &n| a.saturating_add(n))
+        .min(s.count);
+    vec![(Signal::ConnOk, s.count), (Signal::ConnAnswered, answered)]
 }
 
 /// What nginx was doing when it failed.

@@ -280,3 +280,55 @@ fn forgetting_keeps_upstreams_with_alerts() {
     assert_eq!(node.prune(T0 + 1, |u| u == UP), 1);
     assert!(node.upstreams.contains_key(UP));
 }
+
+#[test]
+fn a_summary_gives_the_runs_of_its_connections_sent_alone() {
+    let mut alone = batch("web-1", T0 + 1000);
+    let mut summarised = batch("web-1", T0 + 1000);
+    let mut summary = vigil_wire::ConnectionSummary {
+        comm: "nginx".into(),
+        dst: UP.into(),
+        result: ConnectResult::Ok as i32,
+        first_end_unix_ns: T0 * 1_000_000,
+        last_end_unix_ns: (T0 + 900) * 1_000_000,
+        ..Default::default()
+    };
+    for i in 0..10 {
+        alone.connections.push(answered(UP, T0 + i * 100));
+        summary.count += 1;
+    }
+    summary.first_byte_us_buckets = vec![0, 10];
+    summarised.summaries.push(summary);
+    let (want, _) = observed(&[alone], T0 + 1000, 100);
+    let (got, _) = observed(&[summarised], T0 + 1000, 100);
+    for signal in [Signal::ConnOk, Signal::ConnAnswered] {
+        assert_eq!(
+            got.upstreams[UP].run(signal),
+            want.upstreams[UP].run(signal)
+        );
+        assert_eq!(got.upstreams[UP].run(signal).count, 10);
+    }
+    assert_eq!(got.upstreams[UP].touched_ms, want.upstreams[UP].touched_ms);
+}
+
+#[test]
+fn a_span_longer_than_the_gap_is_one_run() {
+    let mut r = Run::default();
+    r.add_span(1000, 1800, 50, 500);
+    assert_eq!(
+        r,
+        Run {
+            first_ms: 1000,
+            last_ms: 1800,
+            count: 50
+        }
+    );
+    r.add_span(2000, 2100, 2, 500);
+    assert_eq!((r.first_ms, r.last_ms, r.count), (1000, 2100, 52));
+    r.add_span(3000, 3000, 1, 500);
+    assert_eq!(
+        (r.first_ms, r.count),
+        (3000, 1),
+        "a gap before a span starts a run"
+    );
+}
