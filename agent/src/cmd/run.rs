@@ -51,7 +51,12 @@ pub struct RunArgs {
     /// closed and slow (over 1 s) connections and those after SYN retransmits alone, and
     /// counts the healthy rest per client and upstream in each batch (same metrics, a
     /// fraction of the bytes); `all` sends every connection alone.
-    #[arg(long, env = "VIGIL_CONNECTION_RECORDS", value_enum, default_value = "failures")]
+    #[arg(
+        long,
+        env = "VIGIL_CONNECTION_RECORDS",
+        value_enum,
+        default_value = "failures"
+    )]
     pub connection_records: ConnectionRecords,
 }
 

@@ -50,7 +50,11 @@ fn traffic(n: usize) -> Vec<ConnectionOutcome> {
     (0..n)
         .map(|i| {
             let dst = format!("127.0.0.1:{}", 8080 + rng.next() % 3);
-            let comm = if rng.next().is_multiple_of(5) { "curl" } else { "nginx" };
+            let comm = if rng.next().is_multiple_of(5) {
+                "curl"
+            } else {
+                "nginx"
+            };
             let mut c = ConnectionOutcome {
                 unix_ns: 1_800_000_000_000_000_000 + i as i64 * 100_000,
                 comm: comm.into(),
