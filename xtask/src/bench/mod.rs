@@ -3,6 +3,7 @@
 //! nginx's proxied requests/s with and without the agent (nginx.rs). `collector` runs the
 //! collector's bench target (ingest events/s and Loki encode lines/s on one core). `fuzz`
 //! runs the ingest decoder fuzz (10 M executions: no crash, no allocation past the bounds).
+//! `fleet` runs 1,000+ synthetic agents against one release collector (fleet.rs).
 //! `agent` measures `vigil-agent run`'s memory and bytes on the wire under load (memory.rs,
 //! with traffic.rs and a stand-in collector, sink.rs).
 //! `alerts` times the demo's 502 and 504 from the first failing request to the alert on the
@@ -13,6 +14,7 @@
 mod agent;
 mod alerts;
 mod connect;
+mod fleet;
 mod memory;
 mod nginx;
 mod sink;
@@ -31,9 +33,10 @@ pub fn run(which: &str) -> anyhow::Result<()> {
         "collector" => collector(),
         "fuzz" => fuzz(),
         "alerts" => alerts::run(),
+        "fleet" => fleet::run(),
         other => {
             anyhow::bail!(
-                "unknown benchmark `{other}` (available: probes, agent, collector, fuzz, alerts)"
+                "unknown benchmark `{other}` (available: probes, agent, collector, fuzz, alerts, fleet)"
             )
         }
     }
