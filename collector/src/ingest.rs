@@ -233,6 +233,7 @@ async fn apply(state: &Arc<AppState>, batch: Batch, raw: Bytes) -> Response {
     }
     state.recorder.apply(&batch);
     state.alerts.observe(&batch);
+    state.status.observe(&batch);
     counter!("vigil_ingest_batches_total", "result" => "accepted").increment(1);
     counter!("vigil_ingest_records_total").increment(batch.len() as u64);
     if let Some(loki) = state.loki.clone() {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod tls;
 pub mod wal;
 

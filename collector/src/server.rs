@@ -44,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/alerts", get(crate::alerts::api::list))
+        .route("/", get(crate::status::page))
         .with_state(state)
 }
 
@@ -101,6 +102,7 @@ pub async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         prometheus,
         loki,
         alerts,
+        status: crate::status::StatusBoard::new(config.max_nodes),
         draining: AtomicBool::new(false),
         ingest_slots: tokio::sync::Semaphore::new(config.max_concurrent_ingests),
         config,

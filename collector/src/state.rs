@@ -23,4 +23,6 @@ pub struct AppState {
     pub loki: Option<LokiSink>,
     /// Root-cause alerts: fed every accepted batch, serves `GET /api/v1/alerts`.
     pub alerts: crate::alerts::AlertEngine,
+    /// Latest health and upstreams per node: what `GET /` shows.
+    pub status: crate::status::StatusBoard,
 }

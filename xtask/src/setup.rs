@@ -27,6 +27,8 @@ const PACKAGES: &[&str] = &[
     // Deploy checks: systemd-analyze verifies the units; a venv holds the PyPI linters.
     "systemd",
     "python3-venv",
+    // Status page test: renders `GET /` in a real headless browser.
+    "chromium",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 /// Grafana's LogQL grammar (its query editor's parser): tests/dashboards.rs parses every
