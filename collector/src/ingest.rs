@@ -49,7 +49,13 @@ impl Drop for Slot<'_> {
 
 fn reject(status: StatusCode, result: &'static str, message: String) -> Response {
     counter!("vigil_ingest_batches_total", "result" => result).increment(1);
-    warn!(%status, result, "ingest rejected: {message}");
+    // Load shedding is routine under a burst (the agents retry): counted, logged at debug,
+    // so a busy storm does not also cost a log line per request.
+    if matches!(result, "busy" | "draining") {
+        debug!(%status, result, "ingest refused: {message}");
+    } else {
+        warn!(%status, result, "ingest rejected: {message}");
+    }
     (status, message + "\n").into_response()
 }
 

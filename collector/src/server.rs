@@ -21,8 +21,12 @@ use tracing::{info, warn};
 
 use crate::{config::CollectorConfig, durable, ingest, loki, metrics, state::AppState};
 
+/// Rendering takes about a second at 250k series: off the async workers, so ingest (and
+/// its slots) does not stall behind a scrape.
 async fn render_metrics(State(state): State<Arc<AppState>>) -> String {
-    state.prometheus.render()
+    tokio::task::spawn_blocking(move || state.prometheus.render())
+        .await
+        .unwrap_or_default()
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, &'static str) {

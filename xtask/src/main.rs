@@ -49,7 +49,8 @@ enum Command {
     /// Benchmarks: `probes` (connect() latency with and without the probes, agent CPU,
     /// nginx's proxied requests/s with and without the agent),
     /// `collector` (ingest events/s and Loki encode lines/s per core), `fuzz`,
-    /// `alerts` (first failing request → alert on the terminal and in the mailbox, 502 and 504).
+    /// `alerts` (first failing request → alert on the terminal and in the mailbox, 502 and 504),
+    /// `agent` (agent memory under load), `fleet` (1,000 synthetic agents against one collector).
     Bench {
         #[arg(default_value = "probes")]
         which: String,
