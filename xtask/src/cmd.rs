@@ -99,18 +99,73 @@ impl Cmd {
     /// Runs to the end with stdout echoed live, each line also handed to `on_line`; the
     /// exit status is the caller's to judge.
     pub fn run_watching(mut self, mut on_line: impl FnMut(&str)) -> anyhow::Result<ExitStatus> {
+        use std::{sync::mpsc, time::Duration};
         println!("+ {}", self.shown());
         let mut child = self.0.stdin(Stdio::null()).stdout(Stdio::piped()).spawn()?;
-        for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
-            let line = line?;
+        let stdout = child.stdout.take().expect("piped");
+        // Read on a thread of its own: a process the command left behind (an orphaned nginx
+        // worker, say) can keep the pipe open after the command exited, and end of file would
+        // then never come. The command's exit, not the pipe's, ends the wait.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut show = |line: String| {
             println!("{line}");
             on_line(&line);
+        };
+        let status = loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => show(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break child.wait()?,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = child.try_wait()? {
+                        break status;
+                    }
+                }
+            }
+        };
+        // What the command wrote just before it exited, until the pipe goes quiet.
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            show(line);
         }
-        Ok(child.wait()?)
+        Ok(status)
     }
 
     /// Starts it and returns at once; stopping it is the caller's.
     pub fn spawn(mut self) -> anyhow::Result<Child> {
         Ok(self.0.stdin(Stdio::null()).spawn()?)
+    }
+}
+
+#[cfg(test)]
+mod watching_tests {
+    use super::cmd;
+
+    /// A command that leaves a process holding its stdout (as an orphaned nginx worker did to
+    /// `cargo test`) is done when it exits, not when the pipe closes.
+    #[test]
+    fn a_left_behind_process_holding_stdout_does_not_hang_the_wait() {
+        let marker = format!("sleep 299.{}", std::process::id());
+        let mut lines = Vec::new();
+        let status = cmd("sh")
+            .args(["-c", &format!("({marker} &) ; echo done")])
+            .run_watching(|l| lines.push(l.to_owned()))
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(lines, ["done"]);
+        // The orphan still runs: the wait did not depend on it closing the pipe.
+        let still = std::process::Command::new("pkill")
+            .args(["-f", &marker])
+            .status()
+            .unwrap();
+        assert!(still.success(), "the left-behind process was gone already");
     }
 }
