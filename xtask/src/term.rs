@@ -81,7 +81,10 @@ impl Term {
         if self.tty {
             let text = format!("{label}… {elapsed_s:.1} s{detail}");
             // One screen line, or `\r` would not get back to its start.
-            let text: String = text.chars().take(self.style.width.saturating_sub(1)).collect();
+            let text: String = text
+                .chars()
+                .take(self.style.width.saturating_sub(1))
+                .collect();
             print!("\r\x1b[K{}", self.style.paint(Colour::Dim, &text));
             let _ = std::io::stdout().flush();
             self.progress = Some(label.to_owned());
