@@ -11,6 +11,7 @@ use vigil_wire::ProcessRole;
 use crate::{
     clock::MonotonicClock,
     host::{
+        cgroupns,
         sampler::{ProcSampler, ProcessSample},
         upstreams::{UpstreamChange, UpstreamTracker},
     },
@@ -43,6 +44,8 @@ impl NodeWatcher {
         nginx: Option<NginxView>,
         require_probes: bool,
     ) -> anyhow::Result<Self> {
+        // Before any thread reads a cgroup path: threads inherit the namespace.
+        cgroupns::join_node_once();
         let ports = match (ports, nginx.as_ref().map(NginxView::upstream_ports)) {
             (Some(p), _) => p,
             (None, Some(p)) if !p.is_empty() => p,
@@ -62,6 +65,7 @@ impl NodeWatcher {
         let mut tracker = UpstreamTracker::new(ports.clone());
         if let Some(view) = &nginx {
             tracker.set_destinations(view.upstream_destinations());
+            tracker.targets.set_nginx_pids(view.master_pids());
         }
         Ok(NodeWatcher {
             nginx,
@@ -76,9 +80,13 @@ impl NodeWatcher {
     /// The fast path (every poll): finished connections and new nginx log lines.
     pub fn poll(&mut self, mut on_connection: impl FnMut(ConnectionRecord)) -> Vec<LogEvent> {
         if let Some(p) = self.probes.as_mut() {
-            let clock = &self.clock;
-            p.drain_connections(|ev| on_connection(ConnectionRecord::from_event(&ev, clock)));
-            let tracker = &mut self.tracker;
+            let (clock, tracker) = (&self.clock, &mut self.tracker);
+            p.drain_connections(|ev| {
+                let record = ConnectionRecord::from_event(&ev, clock);
+                // Where nginx connects decides which namespace's listener is the upstream.
+                tracker.targets.note_connect(record.pid, record.dst);
+                on_connection(record)
+            });
             p.drain_exits(|ev| tracker.record_exit(ProcessExitInfo::from_event(&ev, clock)));
         }
         self.nginx

@@ -174,6 +174,8 @@ impl AgentRun {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         AgentRun(spawn_ready(
             Command::new(bin("vigil-agent"))
+                // The default health port would clash between agents; `extra` may set one.
+                .env("VIGIL_LISTEN_HEALTH", "off")
                 .args([
                     "run",
                     "--collector",

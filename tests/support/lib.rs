@@ -7,6 +7,7 @@ pub mod crash;
 pub mod elsewhere;
 pub mod http;
 pub mod loki;
+pub mod netns;
 pub mod nft;
 pub mod nginx;
 pub mod prometheus;

@@ -172,6 +172,12 @@ pub struct ProcessIdentity {
     pub pod_uid: String,
     #[prost(string, tag = "6")]
     pub container_id: String,
+    /// The pod's namespace and name ("" outside a pod, or where kubelet keeps no log
+    /// directory for it).
+    #[prost(string, tag = "7")]
+    pub pod_namespace: String,
+    #[prost(string, tag = "8")]
+    pub pod_name: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,6 +1,7 @@
 //! The agent's commands — `trace`, `inspect`, `run` — and the arguments they share.
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
+pub mod health;
 pub mod inspect;
 mod poll;
 pub mod ports;

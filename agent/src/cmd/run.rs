@@ -1,5 +1,5 @@
 //! `vigil-agent run`: watch the node and stream batches to the collector.
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::atomic::Ordering::Relaxed, time::Duration};
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -7,12 +7,14 @@ use tracing::{info, warn};
 use vigil_wire::{spool::Spool, token::read_token_file};
 
 use super::{
+    health::{self, HealthState, SelfMetrics},
     parse_duration,
     poll::{PollLoop, Tick},
     WatchArgs,
 };
 use crate::{
     clock::unix_now_ns,
+    host::cgroupns,
     nginx::view::NginxView,
     probes::Probes,
     ship::{
@@ -24,9 +26,12 @@ use crate::{
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Collector base URL, e.g. http://127.0.0.1:9470.
+    /// Collector base URL, e.g. http://127.0.0.1:9470 or https://vigil-collector:9470.
     #[arg(long, env = "VIGIL_COLLECTOR")]
     pub collector: String,
+    /// PEM file of a CA to trust for an https:// collector, besides the system's roots.
+    #[arg(long, env = "VIGIL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// File holding the collector's bearer token.
     #[arg(long, env = "VIGIL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -41,12 +46,18 @@ pub struct RunArgs {
     /// How often upstreams and processes are sampled.
     #[arg(long, env = "VIGIL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Spool bound in memory, in MiB, before spilling to disk.
-    #[arg(long, env = "VIGIL_SPOOL_MEMORY_MIB", default_value_t = 16)]
+    /// Spool bound in memory, in MiB, before spilling to disk. 0 (the default): every sealed
+    /// batch is on disk (one fsynced file a second) until the collector has it, so a SIGKILL
+    /// or a power loss loses none; more trades that for fewer writes.
+    #[arg(long, env = "VIGIL_SPOOL_MEMORY_MIB", default_value_t = 0)]
     pub spool_memory_mib: usize,
     /// Spool bound on disk, in MiB; past it the oldest batches are dropped (and counted).
     #[arg(long, env = "VIGIL_SPOOL_DISK_MIB", default_value_t = 256)]
     pub spool_disk_mib: u64,
+    /// Where to serve GET /healthz (503 once the agent is stuck for 30 s) and GET /metrics
+    /// (the agent's own counters), or `off`.
+    #[arg(long, env = "VIGIL_LISTEN_HEALTH", default_value = "127.0.0.1:9471", value_parser = health::parse_listen)]
+    pub listen_health: health::ListenHealth,
     /// Which connections are sent one by one: `failures` sends failed, reset, silently
     /// closed and slow (over 1 s) connections and those after SYN retransmits alone, and
     /// counts the healthy rest per client and upstream in each batch (same metrics, a
@@ -69,16 +80,21 @@ fn hostname() -> String {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Before any other thread exists: it would get an arena of its own.
     tune_allocator();
-    anyhow::ensure!(
-        args.collector.starts_with("http://"),
-        "--collector must be an http:// URL like http://127.0.0.1:9470"
-    );
+    // First, before threads start: they inherit the cgroup namespace.
+    cgroupns::join_node_once();
+    vigil_wire::http::check_url(&args.collector)
+        .context("--collector must be a URL like http://127.0.0.1:9470")?;
+    let http = vigil_wire::http::client(Duration::from_secs(15), args.ca_file.as_deref())?;
     let token = args
         .token_file
         .as_deref()
         .map(read_token_file)
         .transpose()?;
     let node = args.node.clone().unwrap_or_else(hostname);
+    let health = HealthState::new(node.clone());
+    if let Some(addr) = args.listen_health.0 {
+        health::serve(addr, health.clone())?;
+    }
     let nginx = NginxView::discover(
         args.watch.nginx_error_log.clone(),
         args.watch.nginx_access_log.clone(),
@@ -106,7 +122,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "resending batches spooled by an earlier run"
         );
     }
-    let shipper = BatchSender::start(&args.collector, token, spool);
+    // Unreadable batches are set aside when the spool opens, never later.
+    let spool_corrupt = spool.corrupt.batches;
+    let shipper = BatchSender::start(http, &args.collector, token, spool);
     let started_ms = (unix_now_ns() / 1_000_000) as i64;
     let agent_id = format!("{node}/{started_ms}-{}", std::process::id());
     let mut outbox = Outbox::new(agent_id.clone(), node.clone(), args.connection_records);
@@ -114,17 +132,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     eprintln!("vigil-agent run: ready");
     let mut ticks = PollLoop::new(Some(args.interval))?;
     let mut dropped_reported = 0;
+    let mut connections_reported = 0u64;
     loop {
         let tick = ticks.next().await;
+        health.turned();
         let stopping = matches!(tick, Tick::Stop);
         let now_ns = unix_now_ns() as i64;
-        let events = watcher.poll(|r| outbox.add_connection(r));
+        let events = watcher.poll(|r| {
+            connections_reported += 1;
+            outbox.add_connection(r);
+        });
         for event in events {
             outbox::log_event(outbox.batch(), event, now_ns);
         }
         if matches!(tick, Tick::Sample) {
             return_free_memory();
-            sample(&mut watcher, &mut outbox, &shipper)?;
+            let agent = sample(&mut watcher, &mut outbox, &shipper)?;
             let (_, dropped) = shipper.spool_state();
             if dropped > dropped_reported {
                 warn!(
@@ -133,6 +156,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 );
                 dropped_reported = dropped;
             }
+            health.publish(self_metrics(
+                &watcher,
+                &shipper,
+                &agent,
+                connections_reported,
+                spool_corrupt,
+            ));
         }
         if let Some(sealed) = outbox.seal_if_due(stopping) {
             shipper.enqueue(sealed.records, sealed.body);
@@ -171,12 +201,12 @@ fn return_free_memory() {
     }
 }
 
-/// The slow path: upstream states, process samples and the agent's health.
+/// The slow path: upstream states, process samples and the agent's health, which it returns.
 fn sample(
     watcher: &mut NodeWatcher,
     outbox: &mut Outbox,
     shipper: &BatchSender,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<vigil_wire::AgentHealth> {
     for change in watcher.refresh(unix_now_ns()) {
         info!(?change, "upstream changed");
     }
@@ -207,8 +237,7 @@ fn sample(
         })
         .unwrap_or_default();
     let (spool_bytes, spool_dropped) = shipper.spool_state();
-    use std::sync::atomic::Ordering::Relaxed;
-    batch.health = Some(vigil_wire::AgentHealth {
+    let health = vigil_wire::AgentHealth {
         probe_events_lost: probe_stats.events_lost,
         probe_track_failed: probe_stats.track_failed,
         capabilities_missing: missing,
@@ -216,6 +245,37 @@ fn sample(
         batches_retried: shipper.stats.retried.load(Relaxed),
         spool_bytes,
         spool_dropped_batches: spool_dropped,
-    });
-    Ok(())
+    };
+    batch.health = Some(health.clone());
+    Ok(health)
+}
+
+/// What /metrics shows: the health sent to the collector, and what only the node sees.
+fn self_metrics(
+    watcher: &NodeWatcher,
+    shipper: &BatchSender,
+    sent: &vigil_wire::AgentHealth,
+    connections_reported: u64,
+    spool_corrupt_batches: u64,
+) -> SelfMetrics {
+    let probe_stats = watcher.probes.as_ref().map(Probes::stats);
+    let probes = probe_stats.unwrap_or_default();
+    SelfMetrics {
+        probes_loaded: probe_stats.is_some(),
+        probe_events_lost: sent.probe_events_lost,
+        probe_track_failed: sent.probe_track_failed,
+        probe_connects_seen: probes.connects_seen,
+        probe_exits_lost: probes.exits_lost,
+        connections_reported,
+        capabilities_missing: sent.capabilities_missing.clone(),
+        spool_bytes: sent.spool_bytes,
+        spool_dropped_batches: sent.spool_dropped_batches,
+        spool_corrupt_batches,
+        batches_sent: sent.batches_sent,
+        batches_retried: sent.batches_retried,
+        batches_rejected: shipper.stats.rejected.load(Relaxed),
+        watched_ports: watcher.ports.len(),
+        net_namespaces: watcher.tracker.netns_stats().namespaces,
+        net_namespaces_skipped: watcher.tracker.netns_stats().skipped_total,
+    }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::proc_files;
+use super::{pods::PodDirectory, proc_files};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ProcessIdentity {
@@ -18,7 +18,23 @@ pub struct ProcessIdentity {
     /// systemd unit (`client-portal.service`) when the process runs under one.
     pub unit: Option<String>,
     pub pod_uid: Option<String>,
+    /// The pod's namespace and name, from kubelet's log directory (see `pods`).
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
     pub container_id: Option<String>,
+    /// Its cgroup (v2 path, else the first v1 one), as the node's cgroup namespace sees it
+    /// once the agent joined it (`cgroupns`).
+    pub cgroup: Option<String>,
+}
+
+impl ProcessIdentity {
+    /// Names its pod, when it runs in one that kubelet keeps logs for.
+    pub fn name_pod(&mut self, pods: &mut PodDirectory) {
+        if let Some(pod) = self.pod_uid.as_deref().and_then(|uid| pods.lookup(uid)) {
+            self.pod_namespace = Some(pod.namespace);
+            self.pod_name = Some(pod.name);
+        }
+    }
 }
 
 /// What one pass over /proc yields: the pids holding each wanted socket inode, and every
@@ -112,13 +128,17 @@ pub fn identity(proc_root: &Path, pid: u32) -> ProcessIdentity {
         cmdline,
         unit: place.unit,
         pod_uid: place.pod_uid,
+        pod_namespace: None,
+        pod_name: None,
         container_id: place.container_id,
+        cgroup: place.path,
     }
 }
 
 /// Where a process sits, read from its cgroup path.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CgroupPlace {
+    pub path: Option<String>,
     pub unit: Option<String>,
     pub pod_uid: Option<String>,
     pub container_id: Option<String>,
@@ -134,7 +154,10 @@ impl CgroupPlace {
             .find_map(|l| l.strip_prefix("0::"))
             .or_else(|| cgroup_file.lines().find_map(|l| l.splitn(3, ':').nth(2)))
             .unwrap_or("");
-        let mut place = CgroupPlace::default();
+        let mut place = CgroupPlace {
+            path: (!path.is_empty()).then(|| path.to_owned()),
+            ..Default::default()
+        };
         for part in path.split('/').filter(|p| !p.is_empty()) {
             if let Some(uid) = pod_uid(part) {
                 place.pod_uid = Some(uid);

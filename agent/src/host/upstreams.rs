@@ -13,8 +13,11 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::{
-    listeners::{tcp_listeners, Listener},
+    listeners::Listener,
+    netns::{NamespaceReader, NetnsId, NetnsStats},
     owners::{identity, ProcessIdentity, ProcessTable},
+    placement::{choose_per_port, Choice, Chosen, Targets},
+    pods::PodDirectory,
     stderr::{CrashReader, LogPaths, StderrPlan, StderrTail},
 };
 use crate::probes::exit::ProcessExitInfo;
@@ -25,6 +28,10 @@ pub struct ListenerState {
     pub accept_queue: u32,
     pub backlog: u32,
     pub accept_queue_ratio: f64,
+    /// The network namespace it listens in, when not the agent's own (a pod's).
+    pub netns: Option<NetnsId>,
+    /// Where nginx reaches it when that is not this node's loopback: a pod's IP and port.
+    pub reached_at: Option<SocketAddr>,
     pub owner: Option<ProcessIdentity>,
     /// Processes serving this port: holders of the socket and the owner's children.
     pub worker_pids: Vec<u32>,
@@ -74,6 +81,13 @@ pub struct UpstreamTracker {
     pub crash_reader: CrashReader,
     /// Ports whose `ListenerGone` waits for the owner's stderr tail being read.
     gone_pending: BTreeSet<u16>,
+    /// Listeners of every network namespace, pods' included.
+    namespaces: NamespaceReader,
+    /// Where nginx connects to each port (decides among namespaces listening on it).
+    pub targets: Targets,
+    pods: PodDirectory,
+    /// Ports listened on in several namespaces, none of them nginx's target (warned once).
+    ambiguous: BTreeSet<u16>,
 }
 
 impl UpstreamTracker {
@@ -91,15 +105,20 @@ impl UpstreamTracker {
                 )
             })
             .collect();
+        let log_paths = LogPaths::from_env();
         UpstreamTracker {
             ports,
             states,
             exits: HashMap::new(),
             configured: BTreeMap::new(),
             stderr_plans: HashMap::new(),
-            log_paths: LogPaths::from_env(),
+            pods: PodDirectory::new(&log_paths.pods),
+            log_paths,
             crash_reader: CrashReader::default(),
             gone_pending: BTreeSet::new(),
+            namespaces: NamespaceReader::new(Path::new("/proc")),
+            targets: Targets::default(),
+            ambiguous: BTreeSet::new(),
         }
     }
 
@@ -117,6 +136,10 @@ impl UpstreamTracker {
 
     pub fn states(&self) -> impl Iterator<Item = &UpstreamState> {
         self.states.values()
+    }
+
+    pub fn netns_stats(&self) -> NetnsStats {
+        self.namespaces.stats
     }
 
     /// Called on the fast path: the stderr read, if the pid was an owner, goes to a worker.
@@ -140,27 +163,23 @@ impl UpstreamTracker {
     /// Re-read listeners and owners; returns what changed. `now` is Unix ns.
     pub fn refresh(&mut self, now: i128) -> Vec<UpstreamChange> {
         self.attach_stderr_tails();
-        let listeners = match tcp_listeners() {
-            Ok(l) => l,
+        let proc_root = Path::new("/proc");
+        let chosen = match self.choose_listeners(proc_root) {
+            Ok(chosen) => chosen,
             Err(e) => {
                 warn!("cannot list listeners: {e}");
                 return Vec::new();
             }
         };
-        let mine: Vec<Listener> = listeners
-            .into_iter()
-            .filter(|l| self.ports.contains(&l.addr.port()))
-            .collect();
-        let proc_root = Path::new("/proc");
-        let inodes: HashSet<u64> = mine.iter().map(|l| l.inode).collect();
+        let inodes: HashSet<u64> = chosen.values().map(|c| c.listener.inode).collect();
         // One pass over /proc for every listener: holders, owners and their workers.
         let table = ProcessTable::scan(proc_root, &inodes);
         let mut changes = Vec::new();
         for (&port, state) in self.states.iter_mut() {
-            let current = mine.iter().find(|l| l.addr.port() == port);
-            match (current, state.listener.take()) {
-                (Some(l), previous) => {
-                    let next = listener_state(proc_root, &table, l, previous.as_ref(), now);
+            match (chosen.get(&port), state.listener.take()) {
+                (Some(c), previous) => {
+                    let seen = (&table, &mut self.pods);
+                    let next = listener_state(proc_root, seen, c, previous.as_ref(), now);
                     if previous.is_none() {
                         // A loss still waiting for its stderr goes out first: changes stay in order.
                         if self.gone_pending.remove(&port) {
@@ -173,13 +192,14 @@ impl UpstreamTracker {
                         state.gone_since = None;
                         state.last_exit = None;
                     }
-                    state.upstream = destination(port, self.configured.get(&port), Some(next.addr));
+                    let reached = next.reached_at.unwrap_or(next.addr);
+                    state.upstream = destination(port, self.configured.get(&port), Some(reached));
                     state.listener = Some(next);
                 }
                 (None, Some(gone)) => {
                     state.gone_since = Some(now);
                     state.last_owner = gone.owner.clone();
-                    state.last_addr = Some(gone.addr);
+                    state.last_addr = Some(gone.reached_at.unwrap_or(gone.addr));
                     state.last_exit = gone
                         .owner
                         .as_ref()
@@ -201,6 +221,34 @@ impl UpstreamTracker {
         changes.extend(self.ready_gone_changes());
         self.settle_stderr_plans(proc_root);
         changes
+    }
+
+    /// Per port, the listener nginx reaches, among those of every network namespace.
+    fn choose_listeners(
+        &mut self,
+        proc_root: &Path,
+    ) -> Result<BTreeMap<u16, Chosen>, super::listeners::ListenerError> {
+        let views = self.namespaces.read(&self.ports)?;
+        let (targets, configured) = (&self.targets, &self.configured);
+        let chosen = choose_per_port(&views, &self.ports, |port| {
+            targets.resolve(proc_root, port, configured.get(&port))
+        });
+        for (&port, c) in &chosen {
+            match c.choice {
+                Choice::Ambiguous(n) if self.ambiguous.insert(port) => warn!(
+                    port,
+                    namespaces = n,
+                    netns = ?c.netns,
+                    "several network namespaces listen on this port and nginx was not seen \
+                     connecting to one of them yet: following the first"
+                ),
+                Choice::Ambiguous(_) => {}
+                _ => {
+                    self.ambiguous.remove(&port);
+                }
+            }
+        }
+        Ok(chosen)
     }
 
     /// Tails read since the last refresh, onto the exits they explain.
@@ -310,18 +358,23 @@ fn destination(port: u16, configured: Option<&String>, listener: Option<SocketAd
 
 fn listener_state(
     proc_root: &Path,
-    table: &ProcessTable,
-    l: &Listener,
+    (table, pods): (&ProcessTable, &mut PodDirectory),
+    chosen: &Chosen,
     previous: Option<&ListenerState>,
     now: i128,
 ) -> ListenerState {
+    let l: &Listener = &chosen.listener;
     let holders = table.holders.get(&l.inode).map_or(&[][..], Vec::as_slice);
     // Owners rarely change while listening: reuse what we know unless the holders moved.
     let owner_pid = table.top_holder(holders);
-    let owner = match previous {
+    let mut owner = match previous {
         Some(p) if p.owner.as_ref().map(|o| o.pid) == owner_pid => p.owner.clone(),
         _ => owner_pid.map(|pid| identity(proc_root, pid)),
     };
+    // kubelet may make the pod's log directory after its container listens: ask until named.
+    if let Some(o) = owner.as_mut().filter(|o| o.pod_name.is_none()) {
+        o.name_pod(pods);
+    }
     let mut workers: Vec<u32> = holders.to_vec();
     if let Some(pid) = owner_pid {
         workers.extend(table.children_of(pid));
@@ -337,6 +390,8 @@ fn listener_state(
         } else {
             0.0
         },
+        netns: chosen.netns,
+        reached_at: chosen.reached_at,
         owner,
         worker_pids: workers,
         since: previous.map_or(now, |p| p.since),

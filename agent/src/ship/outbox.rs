@@ -169,6 +169,8 @@ fn identity(p: &ProcessIdentity) -> wire::ProcessIdentity {
         unit: p.unit.clone().unwrap_or_default(),
         pod_uid: p.pod_uid.clone().unwrap_or_default(),
         container_id: p.container_id.clone().unwrap_or_default(),
+        pod_namespace: p.pod_namespace.clone().unwrap_or_default(),
+        pod_name: p.pod_name.clone().unwrap_or_default(),
     }
 }
 

@@ -41,7 +41,12 @@ enum Outcome {
 }
 
 impl BatchSender {
-    pub fn start(collector: &str, token: Option<String>, spool: Spool) -> BatchSender {
+    pub fn start(
+        http: ureq::Agent,
+        collector: &str,
+        token: Option<String>,
+        spool: Spool,
+    ) -> BatchSender {
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Condvar::new(),
@@ -56,7 +61,7 @@ impl BatchSender {
         let (s, st) = (shared.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("vigil-ship".into())
-            .spawn(move || send_loop(&url, token.as_deref(), &s, &st))
+            .spawn(move || send_loop(&http, &url, token.as_deref(), &s, &st))
             .expect("spawn shipper thread");
         BatchSender {
             shared,
@@ -105,12 +110,13 @@ impl BatchSender {
     }
 }
 
-fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats) {
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
-        .build()
-        .into();
+fn send_loop(
+    http: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+    shared: &Shared,
+    stats: &ShipStats,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -129,7 +135,7 @@ fn send_loop(url: &str, token: Option<&str>, shared: &Shared, stats: &ShipStats)
             spool.front()
         };
         let Some(batch) = batch else { continue };
-        match post(&http, url, token, &batch.body) {
+        match post(http, url, token, &batch.body) {
             Outcome::Delivered => {
                 shared.spool.lock().expect("spool lock").pop();
                 stats.sent.fetch_add(1, Ordering::Relaxed);
