@@ -14,7 +14,7 @@ use vigil_e2e::{
     agent::Inspect,
     bin, free_port,
     netns::{netns_inode, CgroupTree, NetnsPair},
-    scratch_dir, wait_for,
+    scratch_dir, terminate, wait_for,
 };
 
 const POD_UID: &str = "d2f0c6a4-1b2c-4d3e-8f90-0123456789ab";
@@ -28,12 +28,13 @@ fn python() -> &'static str {
     }
 }
 
-/// A process killed on drop.
+/// A process stopped on drop: SIGTERM, which nginx's master passes on to its workers (a
+/// SIGKILLed master would leave them running).
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        terminate(&self.0);
         let _ = self.0.wait();
     }
 }
