@@ -76,11 +76,15 @@ pub fn targets(file: &str, d: &Value) -> Vec<Target> {
     let mut out = Vec::new();
     for p in panels(d).into_iter().filter(|p| p["type"] != "row") {
         for t in p["targets"].as_array().into_iter().flatten() {
+            let panel = p["title"].as_str().unwrap_or("?").to_owned();
+            let expr = t["expr"].as_str().unwrap_or_else(|| {
+                panic!("{file}: panel {panel:?} has a target without an expr: {t}")
+            });
             out.push(Target {
                 dashboard: file.to_owned(),
-                panel: p["title"].as_str().unwrap_or("?").to_owned(),
                 kind: t["datasource"]["type"].as_str().unwrap_or("?").to_owned(),
-                expr: t["expr"].as_str().unwrap_or_default().to_owned(),
+                expr: expr.to_owned(),
+                panel,
             });
         }
     }
@@ -168,7 +172,11 @@ pub fn problems(file: &str, d: &Value) -> Vec<String> {
     }
     let known = |n: &str| names.contains(n) || BUILTIN_VARIABLES.contains(&n);
     for (name, _, v) in &vars {
-        for used in referenced_variables(v["query"].as_str().unwrap_or_default()) {
+        // A datasource variable has no query string; a query variable's is checked.
+        let Some(query) = v["query"].as_str() else {
+            continue;
+        };
+        for used in referenced_variables(query) {
             if !known(&used) {
                 bad(format!("variable {name} uses undefined ${used}"));
             }
@@ -179,7 +187,7 @@ pub fn problems(file: &str, d: &Value) -> Vec<String> {
     for p in panels(d) {
         let title = p["title"].as_str().unwrap_or("?");
         let kind = p["type"].as_str().unwrap_or("");
-        if !ids.insert(p["id"].as_u64().unwrap_or(0)) || p["id"].as_u64().is_none() {
+        if !p["id"].as_u64().is_some_and(|id| ids.insert(id)) {
             bad(format!(
                 "panel {title:?}: id {} missing or not unique",
                 p["id"]

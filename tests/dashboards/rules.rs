@@ -138,23 +138,24 @@ pub fn query(prom: &Prometheus, promql: &str) -> Result<Vec<Sample>, String> {
         &format!("/api/v1/query?query={}", http::encode(promql)),
     )?;
     let result = v["data"]["result"].as_array().ok_or("no result")?;
-    Ok(result
+    result
         .iter()
         .map(|s| {
-            let labels = serde_json::from_value(s["metric"].clone()).unwrap_or_default();
+            let labels = serde_json::from_value(s["metric"].clone())
+                .map_err(|e| format!("sample labels {}: {e}", s["metric"]))?;
             let value = s["value"][1]
                 .as_str()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(f64::NAN);
-            (labels, value)
+                .ok_or_else(|| format!("sample value {}", s["value"]))?;
+            Ok((labels, value))
         })
-        .collect())
+        .collect()
 }
 
 /// The `upstream` labels an instant query returns.
 pub fn upstreams_of(prom: &Prometheus, promql: &str) -> BTreeSet<String> {
     query(prom, promql)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("{promql}: {e}"))
         .into_iter()
         .filter_map(|(labels, _)| labels.get("upstream").cloned())
         .collect()

@@ -37,4 +37,3 @@ pub fn civil_to_unix(
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + i64::from(hour) * 3_600 + i64::from(min) * 60 + i64::from(sec))
 }
-

@@ -6,9 +6,9 @@
 //! `"` in values (as `\x22`, or `\"` with escape=json), so quoted fields are safe.
 
 use super::config::COMBINED_FORMAT;
-use vigil_wire::time::civil_to_unix;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::{ops::Range, sync::Arc};
+use vigil_wire::time::civil_to_unix;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
