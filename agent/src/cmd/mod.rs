@@ -7,6 +7,7 @@ mod poll;
 pub mod ports;
 pub mod run;
 pub mod trace;
+mod trace_line;
 
 /// What to watch: the flags `inspect` and `run` share.
 #[derive(Debug, Clone, clap::Args)]

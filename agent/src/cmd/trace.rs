@@ -69,14 +69,10 @@ fn print_connections(
     clock: &MonotonicClock,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let mut result = Ok(());
+    let mut lines = Vec::with_capacity(64 << 10);
     probes.drain_connections(|ev| {
-        if result.is_ok() {
-            result = serde_json::to_writer(&mut *out, &ConnectionRecord::from_event(&ev, clock))
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"));
-        }
+        super::trace_line::write_line(&ConnectionRecord::from_event(&ev, clock), &mut lines);
     });
-    result?;
+    out.write_all(&lines)?;
     out.flush()
 }

@@ -158,14 +158,15 @@ impl NginxView {
     }
 
     pub fn snapshot(&self, samples: &[ProcessSample]) -> NginxSnapshot {
-        let pids = self.pids();
+        let mut pids: std::collections::BTreeSet<u32> = self.pids().into_iter().collect();
         NginxSnapshot {
             master_pids: self.instances.iter().map(|i| i.master_pid).collect(),
             ignored_masters: self.ignored.clone(),
             config_files: self.config_files,
+            // Once each: an nginx that is also an upstream's owner is sampled twice.
             processes: samples
                 .iter()
-                .filter(|s| pids.contains(&s.pid))
+                .filter(|s| pids.remove(&s.pid))
                 .cloned()
                 .collect(),
             proxies: self

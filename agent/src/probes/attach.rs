@@ -10,7 +10,7 @@ use aya::{
     programs::{RawTracePoint, TracePoint},
     Ebpf,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use vigil_agent_ebpf::{layouts::LAYOUTS, offsets};
 
 use super::{
@@ -111,7 +111,13 @@ pub(super) fn attach_all(
             }
         }
         if let Some(program) = attached {
-            debug!(capability, program, "attached");
+            if reasons.is_empty() {
+                debug!(capability, program, "attached");
+            } else {
+                // A fallback serves: say why the better program did not.
+                let passed_over = reasons.join("; ");
+                info!(capability, program, %passed_over, "attached a fallback");
+            }
             caps.available.insert(capability);
             caps.programs.insert(capability, program);
         } else if capability == CORE_CAPABILITY {

@@ -18,6 +18,17 @@ pub enum ClosedBy {
     Reset,
 }
 
+impl ClosedBy {
+    /// As serialized.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClosedBy::Client => "client",
+            ClosedBy::Upstream => "upstream",
+            ClosedBy::Reset => "reset",
+        }
+    }
+}
+
 /// One finished connection to a watched upstream, as `vigil-agent trace` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionRecord {

@@ -78,13 +78,20 @@ impl Agent {
         bail!("vigil-agent {} exited before it was ready", args[0])
     }
 
-    /// CPU time the agent has used so far (user + system), in clock ticks.
-    pub(super) fn cpu_ticks(&self) -> anyhow::Result<u64> {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the agent has used so far (user + system), in seconds.
+    pub(super) fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         let after_comm = stat.rsplit_once(')').context("bad /proc stat")?.1;
         let fields: Vec<&str> = after_comm.split_whitespace().collect();
         // utime and stime are fields 14 and 15; after ") " field 3 is at index 0.
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+        let ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ticks as f64 / hz)
     }
 }
 

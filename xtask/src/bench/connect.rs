@@ -12,6 +12,7 @@ use std::{
 
 use super::{
     agent::{Agent, Consumer},
+    bpf_stats::{difference, programs_of, report, StatsOn},
     stats::{latency_paired_report, latency_report, percentile, verdict},
 };
 
@@ -62,11 +63,24 @@ pub(super) fn latency_and_agent_cpu(agent_bin: &Path) -> anyhow::Result<()> {
     let [off, untracked, tracked] = &mut sides;
     latency_report(off, untracked, tracked);
     latency_paired_report(&round_p50);
+    probes_time_per_connect(agent_bin, &listener)?;
     let millicores = agent_cpu_at_rate(agent_bin, &listener)?;
     println!(
         "agent CPU at {PACED_RATE} connects/s (`trace`, a JSON line each): {millicores:.1} millicores (target ≤ 20) {}",
         verdict(millicores <= 20.0)
     );
+    Ok(())
+}
+
+/// The probes' own time per tracked connect (bpf_stats), connect to close.
+fn probes_time_per_connect(agent_bin: &Path, listener: &TcpListener) -> anyhow::Result<()> {
+    let agent = Agent::start(agent_bin, listener.local_addr()?.port())?;
+    let _stats = StatsOn::enable()?;
+    let before = programs_of(agent.pid())?;
+    connect_block(listener, CONNECTS_PER_BLOCK)?;
+    let after = programs_of(agent.pid())?;
+    let connects = (WARMUP + CONNECTS_PER_BLOCK) as f64;
+    report(&difference(&before, &after), connects, "connect");
     Ok(())
 }
 
@@ -125,7 +139,7 @@ fn pin_to_last_cpu() {
 fn agent_cpu_at_rate(agent_bin: &Path, listener: &TcpListener) -> anyhow::Result<f64> {
     let port = listener.local_addr()?.port();
     let agent = Agent::start_as(agent_bin, port, Consumer::Trace)?;
-    let before = agent.cpu_ticks()?;
+    let before = agent.cpu_seconds()?;
     let start = Instant::now();
     let interval = Duration::from_nanos(1_000_000_000 / PACED_RATE);
     let total = PACED_RATE * PACED_SECS;
@@ -137,12 +151,10 @@ fn agent_cpu_at_rate(agent_bin: &Path, listener: &TcpListener) -> anyhow::Result
         timed_connect(listener)?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let used = agent.cpu_ticks()? - before;
-    // SAFETY: no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let used = agent.cpu_seconds()? - before;
     println!(
         "paced phase: {total} connects in {elapsed:.2} s ({:.0}/s)",
         total as f64 / elapsed
     );
-    Ok(used as f64 / hz / elapsed * 1000.0)
+    Ok(used / elapsed * 1000.0)
 }

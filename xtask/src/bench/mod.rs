@@ -13,6 +13,7 @@
 //! a child process), stats.rs (percentiles, verdicts, reports).
 mod agent;
 mod alerts;
+mod bpf_stats;
 mod connect;
 mod fleet;
 mod memory;
