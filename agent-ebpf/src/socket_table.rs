@@ -9,19 +9,6 @@ pub const SOCKET_SET_BITS: u32 = 14;
 pub const SOCKET_SETS: u32 = 1 << SOCKET_SET_BITS;
 pub const SOCKET_WAYS: usize = 4;
 
-/// `TRACKED_PER_GROUP` counts the tracked sockets of each group of 4 sets: 4096 counters,
-/// 16 KiB, small enough to stay in cache. A lookup reads its group's counter first and
-/// touches the 5 MiB table only when the group holds a tracked socket (`bench probes`, with
-/// bpf_stats: a send or segment of an untracked socket went from ~220 to ~170 ns a run).
-pub const SOCKET_GROUP_BITS: u32 = 12;
-pub const SOCKET_GROUPS: u32 = 1 << SOCKET_GROUP_BITS;
-
-/// The group of a set (see [`SOCKET_GROUPS`]).
-#[inline(always)]
-pub fn socket_group_index(set: u32) -> u32 {
-    set >> (SOCKET_SET_BITS - SOCKET_GROUP_BITS)
-}
-
 /// One set of the `SOCKETS` table: the tags (`struct sock` addresses, 0 = free) first, so a
 /// lookup compares them within one cache line.
 #[repr(C)]
