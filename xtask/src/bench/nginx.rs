@@ -64,21 +64,28 @@ pub(super) fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
         median(&mut rates[0].clone())
     );
     for side in 1..SIDES.len() {
-        let ratio = paired_median(&rates[side], &rates[0], |a, o| a / o);
         println!(
-            "  agent as {:<9} {:.0} req/s, paired ratio {}: ≥ 0.99 of no agent: {}",
+            "  agent as {:<9} {:.0} req/s, paired ratio {}",
             SIDES[side].0,
             median(&mut rates[side].clone()),
             spread(&paired(&rates[side], &rates[0], |a, o| a / o), 3),
-            verdict(ratio >= 0.99)
         );
     }
-    cost_per_request(agent_bin, &nginx)
+    let share = cost_per_request(agent_bin, &nginx)?;
+    // A ratio at or above 1 with the agent costing the core several percent is the VM's
+    // drift, not a free agent: the target needs both.
+    let ratio = paired_median(&rates[2], &rates[0], |a, o| a / o);
+    println!(
+        "  target ≥ 0.99 of no agent with the agent as `trace`: paired ratio {ratio:.3}, share of the core {:.1}% (≤ 1% needed): {}",
+        share * 100.0,
+        verdict(ratio >= 0.99 && share <= 0.01)
+    );
+    Ok(())
 }
 
 /// Where the time goes, per proxied request: the probes' own time by program (bpf_stats)
-/// and the agent's CPU, with the agent as `trace`.
-fn cost_per_request(agent_bin: &Path, nginx: &Nginx) -> anyhow::Result<()> {
+/// and the agent's CPU, with the agent as `trace`. Returns their share of the core's time.
+fn cost_per_request(agent_bin: &Path, nginx: &Nginx) -> anyhow::Result<f64> {
     let agent = Agent::start_as(agent_bin, nginx.upstream, Consumer::Trace)?;
     let _stats = StatsOn::enable()?;
     let (before, cpu) = (programs_of(agent.pid())?, agent.cpu_seconds()?);
@@ -104,7 +111,7 @@ fn cost_per_request(agent_bin: &Path, nginx: &Nginx) -> anyhow::Result<()> {
         probes_ns / request_ns * 100.0,
         agent_ns / request_ns * 100.0
     );
-    Ok(())
+    Ok((probes_ns + agent_ns) / request_ns)
 }
 
 /// One wrk run: requests/s and how many requests completed.
