@@ -124,9 +124,10 @@ fn dropped_syns_are_a_connect_timeout_and_504() {
 
 #[test]
 fn classic_tracepoint_fallbacks_classify_the_same_and_missing_probes_are_reported() {
-    // As on a kernel without BTF socket offsets or the raw tracepoints, and without
-    // tcp_retransmit_skb: the classic tracepoints take over, the lost capability is listed.
-    let disabled = "inet_sock_set_state_raw,tcp_probe_raw,tcp_retransmit_skb";
+    // As on a kernel without BTF (no tp_btf programs, no socket offsets for the raw
+    // tcp_probe) and without tcp_retransmit_skb: the classic tracepoints take over, the
+    // raw programs beside them key sockets as they do, the lost capability is listed.
+    let disabled = "inet_sock_set_state_btf,tcp_probe_raw,tcp_retransmit_skb";
     let upstream = http_ok(Duration::from_millis(100));
     let closed = free_port();
     let nginx = Nginx::start(

@@ -1,15 +1,18 @@
 //! Connect outcome: `inet_sock_set_state` from SYN_SENT to CLOSE, plus the SYN retransmits
 //! and resets that explain a failure.
 //!
-//! Two entry points share one state machine: a raw tracepoint reading the socket at offsets
-//! the agent found in BTF (preferred: no per-event record is built, so untracked sockets
-//! cost one map lookup), and the classic tracepoint reading its record (fallback when BTF is
-//! missing; offsets from its `format` file, checked by the agent at load time).
+//! Two entry points share one state machine: a BTF-typed tracepoint (tp_btf) reading the
+//! socket with plain loads at offsets the agent found in BTF (preferred: no record is built
+//! per event, so untracked sockets cost one map lookup, and no helper call per field), and
+//! the classic tracepoint reading its record (fallback when BTF is missing; offsets from its
+//! `format` file, checked by the agent at load time). Each kind keys the socket table its
+//! own way (`typed_key` or the address) and comes with its own retransmit and reset
+//! programs; the agent attaches one kind.
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use vigil_agent_ebpf::{
     conn_flags, layouts::inet_sock_set_state as ss, offsets, stats, tcp_state, Connection,
@@ -18,8 +21,8 @@ use vigil_agent_ebpf::{
 
 use crate::{
     maps::{count, now_ns, port_watched, CONNECTION_EVENTS},
-    read::{kernel_field, record},
-    socket_table::{track, tracked},
+    read::{kernel_field, record, typed_field},
+    socket_table::{track, tracked, typed_key},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -28,13 +31,24 @@ const AF_INET: u16 = 2;
 /// Where a state change's socket fields come from.
 enum Source<'a> {
     Record(&'a TracePointContext),
+    /// The tp_btf argument: a `struct sock *` whose type the verifier knows.
     Sock(u64),
 }
 
 impl Source<'_> {
     #[inline(always)]
     unsafe fn sock<T: Default>(sk: u64, which: u32) -> T {
-        unsafe { kernel_field(sk, which) }.unwrap_or_default()
+        unsafe { typed_field(sk, which) }.unwrap_or_default()
+    }
+
+    /// `sk_err`, -1 when its offset is unknown.
+    #[inline(always)]
+    unsafe fn sk_err(&self, skaddr: u64) -> i32 {
+        let err = match self {
+            Source::Record(_) => unsafe { kernel_field::<i32>(skaddr, offsets::SOCK_SK_ERR) },
+            Source::Sock(sk) => unsafe { typed_field::<i32>(*sk, offsets::SOCK_SK_ERR) },
+        };
+        err.unwrap_or(-1)
     }
 
     unsafe fn dport(&self) -> u16 {
@@ -47,7 +61,10 @@ impl Source<'_> {
     unsafe fn sport(&self) -> u16 {
         match self {
             Source::Record(ctx) => unsafe { record(ctx, ss::SPORT) },
-            Source::Sock(sk) => u16::from_be(unsafe { Self::sock(*sk, offsets::SOCK_SPORT) }),
+            // In `inet_sock`, past `struct sock`: a plain load there is refused.
+            Source::Sock(sk) => {
+                u16::from_be(unsafe { kernel_field(*sk, offsets::SOCK_SPORT) }.unwrap_or_default())
+            }
         }
     }
 
@@ -102,13 +119,16 @@ impl Source<'_> {
     }
 }
 
-#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
-pub fn inet_sock_set_state_raw(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> i32 {
     // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
     let sk: u64 = ctx.arg(0);
+    if sk == 0 {
+        return 0;
+    }
     let (old, new) = (ctx.arg::<u64>(1) as i32, ctx.arg::<u64>(2) as i32);
     // SAFETY: socket offsets come from the running kernel's BTF.
-    unsafe { on_state_change(Source::Sock(sk), sk, old, new) };
+    unsafe { on_state_change(Source::Sock(sk), sk, typed_key(sk), old, new) };
     0
 }
 
@@ -121,15 +141,16 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
             record(&ctx, ss::OLDSTATE),
             record(&ctx, ss::NEWSTATE),
         );
-        on_state_change(Source::Record(&ctx), sk, old, new);
+        on_state_change(Source::Record(&ctx), sk, sk, old, new);
     }
     0
 }
 
+/// `skaddr` is the socket, `key` its key in the socket table.
 #[inline(always)]
-unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
+unsafe fn on_state_change(src: Source, skaddr: u64, key: u64, old: i32, new: i32) {
     if old == tcp_state::CLOSE && new == tcp_state::SYN_SENT {
-        unsafe { start_tracking(&src, skaddr) };
+        unsafe { start_tracking(&src, key) };
         return;
     }
     // Only these transitions matter for a tracked (connecting) socket; every other socket's
@@ -143,7 +164,7 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
         return;
     }
     // The hot path for other connecting sockets: one lookup.
-    let Some(socket) = tracked(skaddr) else {
+    let Some(socket) = tracked(key) else {
         return;
     };
     let conn = &mut *socket.conn;
@@ -169,7 +190,7 @@ unsafe fn on_state_change(src: Source, skaddr: u64, old: i32, new: i32) {
 /// CLOSE → SYN_SENT runs inside connect(): `current` is the connecting process, which later
 /// transitions (softirq, timers) cannot tell. Record it now.
 #[inline(always)]
-unsafe fn start_tracking(src: &Source, skaddr: u64) {
+unsafe fn start_tracking(src: &Source, key: u64) {
     // Only TCP-like sockets reach SYN_SENT; MPTCP's are told apart at close, off the
     // connect() path.
     let dport = unsafe { src.dport() };
@@ -186,9 +207,12 @@ unsafe fn start_tracking(src: &Source, skaddr: u64) {
         dport,
         ..Connection::default()
     };
-    track(skaddr, conn);
+    track(key, conn);
 }
 
+// Inlined: as a subprogram returning nothing, whatever it left in r0 (a stack pointer,
+// in one build) made the verifier refuse it.
+#[inline(always)]
 unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i32) {
     if unsafe { src.protocol() } != IPPROTO_TCP {
         return;
@@ -197,7 +221,7 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
         count(stats::EVENTS_LOST);
         return;
     };
-    let sk_err = unsafe { kernel_field::<i32>(skaddr, offsets::SOCK_SK_ERR) }.unwrap_or(-1);
+    let sk_err = unsafe { src.sk_err(skaddr) };
     let bytes_sent = unsafe { kernel_field::<u64>(skaddr, offsets::TCP_BYTES_SENT) }.unwrap_or(0);
     let bytes_received =
         unsafe { kernel_field::<u64>(skaddr, offsets::TCP_BYTES_RECEIVED) }.unwrap_or(0);
@@ -219,14 +243,62 @@ unsafe fn emit_closed(src: &Source, conn: &Connection, skaddr: u64, old_state: i
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }
 
-// The retransmit and reset tracepoints are attached raw: their first argument is the socket,
-// and the classic ones would build a record (addresses, a socket cookie) for every
-// retransmit and RST on the node before the program could look at it.
+// Retransmits and resets: BTF-typed beside the tp_btf state program (same table key);
+// raw beside the classic one, because the classic tracepoints would build a record
+// (addresses, a socket cookie) for every retransmit and RST on the node before the program
+// could look at it.
+
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)
+    let sk: u64 = ctx.arg(0);
+    if sk != 0 {
+        on_retransmit(typed_key(sk));
+    }
+    0
+}
 
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...)
-    if let Some(socket) = tracked(ctx.arg(0)) {
+    on_retransmit(ctx.arg(0));
+    0
+}
+
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset_btf(ctx: BtfTracePointContext) -> i32 {
+    // TP_PROTO(struct sock *sk)
+    let sk: u64 = ctx.arg(0);
+    if sk != 0 {
+        mark(typed_key(sk), conn_flags::RESET_RECEIVED);
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
+    mark(ctx.arg(0), conn_flags::RESET_RECEIVED);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset_btf(ctx: BtfTracePointContext) -> i32 {
+    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...); sk may be NULL.
+    let sk: u64 = ctx.arg(0);
+    if sk != 0 {
+        mark(typed_key(sk), conn_flags::RESET_SENT);
+    }
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
+    mark(ctx.arg(0), conn_flags::RESET_SENT);
+    0
+}
+
+#[inline(always)]
+fn on_retransmit(key: u64) {
+    if let Some(socket) = tracked(key) {
         let conn = socket.conn;
         // A tracked socket is SYN_SENT until it is established: then this is a SYN.
         if conn.flags & conn_flags::ESTABLISHED == 0 {
@@ -235,26 +307,11 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
             conn.retransmits = conn.retransmits.saturating_add(1);
         }
     }
-    0
-}
-
-#[raw_tracepoint(tracepoint = "tcp_receive_reset")]
-pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(struct sock *sk)
-    mark(ctx.arg(0), conn_flags::RESET_RECEIVED);
-    0
-}
-
-#[raw_tracepoint(tracepoint = "tcp_send_reset")]
-pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(const struct sock *sk, const struct sk_buff *skb, ...); sk may be NULL.
-    mark(ctx.arg(0), conn_flags::RESET_SENT);
-    0
 }
 
 #[inline(always)]
-fn mark(skaddr: u64, flag: u32) {
-    if let Some(socket) = tracked(skaddr) {
+fn mark(key: u64, flag: u32) {
+    if let Some(socket) = tracked(key) {
         socket.conn.flags |= flag;
     }
 }

@@ -27,8 +27,11 @@ pub static EXIT_EVENTS: RingBuf = RingBuf::with_byte_size(EXIT_RING_BYTES, 0);
 #[map]
 pub static PROBE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 
-#[map]
-pub static OFFSETS: Array<u64> = Array::with_max_entries(offsets::COUNT, 0);
+/// Struct offsets (+ 1; 0 = unknown), written by the loader into `.rodata`, which aya
+/// freezes: the verifier then knows each as a constant, so the BTF-typed programs read
+/// `struct sock` fields with plain loads instead of a `bpf_probe_read_kernel` call each.
+#[unsafe(no_mangle)]
+pub static OFFSETS: [u64; offsets::COUNT as usize] = [0; offsets::COUNT as usize];
 
 #[inline(always)]
 pub fn count(stat: u32) {
@@ -41,10 +44,11 @@ pub fn count(stat: u32) {
 /// A kernel struct offset from `OFFSETS`, `None` when the agent could not find it in BTF.
 #[inline(always)]
 pub fn offset(index: u32) -> Option<usize> {
-    match OFFSETS.get(index) {
-        Some(&stored) if stored != 0 => Some(stored as usize - 1),
-        _ => None,
-    }
+    // Volatile: the compiler must not fold the placeholder zeros the loader overwrites.
+    let stored = OFFSETS
+        .get(index as usize)
+        .map(|slot| unsafe { core::ptr::read_volatile(slot) })?;
+    (stored != 0).then(|| stored as usize - 1)
 }
 
 #[inline(always)]

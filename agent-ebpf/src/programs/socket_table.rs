@@ -1,4 +1,5 @@
-//! Tracked sockets, keyed by `struct sock` address: a set-associative table in an array map.
+//! Tracked sockets, keyed by `struct sock` address (or, for BTF-typed programs, the
+//! address's distance from this map: `typed_key`): a set-associative table in an array map.
 //!
 //! Why not an LRU hash: its lookup is a call that hashes the key and walks a bucket, and its
 //! insert takes two locks, both inside connect(); and the lookup is paid on every send,
@@ -102,6 +103,16 @@ pub fn track(sk: u64, conn: Connection) {
         // SAFETY: this way is ours now.
         unsafe { *conn_at(set, way) = conn };
     }
+}
+
+/// The table key of a BTF-typed `struct sock *` (a tp_btf argument): its distance from this
+/// map. The verifier refuses the hash's multiply on such a pointer, and allows only one
+/// arithmetic between two pointers, subtraction; never 0, as the two are different objects.
+/// Programs of the other kind (classic and raw tracepoints, where the socket is a plain
+/// number) key by address; the agent attaches programs of one kind only.
+#[inline(always)]
+pub fn typed_key(sk: u64) -> u64 {
+    sk.wrapping_sub(core::ptr::from_ref(&SOCKETS) as u64)
 }
 
 /// Compare-and-swap of a tag. The bpf target declares no CAS (`AtomicU64::compare_exchange`

@@ -1,30 +1,30 @@
-//! Attaching: struct offsets from BTF into `OFFSETS`, then for each capability the first
-//! program that attaches; a classic tracepoint only if its record layout is the expected one.
+//! Attaching: struct offsets from BTF for `OFFSETS`, then for each capability the first
+//! program that attaches and keys sockets as the connect program does; a classic tracepoint
+//! only if its record layout is the expected one.
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
 };
 
 use aya::{
-    maps::Array,
-    programs::{RawTracePoint, TracePoint},
-    Ebpf,
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    Btf, Ebpf,
 };
 use tracing::{debug, info, warn};
 use vigil_agent_ebpf::{layouts::LAYOUTS, offsets};
 
 use super::{
     btf::KernelBtf,
-    catalog::{Attach, ProbeOption, CORE_CAPABILITY, PROBES_BY_CAPABILITY},
+    catalog::{Attach, ProbeOption, SocketKeys, CORE_CAPABILITY, PROBES_BY_CAPABILITY},
     prerequisites::TRACEFS,
     Capabilities, ProbeError,
 };
 
-/// Writes the offsets found in BTF to `OFFSETS`; returns the indices that are set.
-pub(super) fn write_offsets(
-    ebpf: &mut Ebpf,
-    caps: &mut Capabilities,
-) -> Result<BTreeSet<u32>, ProbeError> {
+/// The probes' `OFFSETS` (each offset + 1; 0 = unknown), looked up in the kernel's BTF
+/// before the object is loaded: the loader writes them into `.rodata`, where the verifier
+/// sees constants. This reader is freed before aya parses BTF, so the two are never held at
+/// once. Also returns the indices that are known.
+pub(super) fn find_offsets(caps: &mut Capabilities) -> (Vec<u64>, BTreeSet<u32>) {
     let btf = match KernelBtf::from_sys_fs() {
         Ok(btf) => Some(btf),
         Err(e) => {
@@ -32,9 +32,7 @@ pub(super) fn write_offsets(
             None
         }
     };
-    let map = ebpf.map_mut("OFFSETS").expect("map in object");
-    let mut table: Array<_, u64> =
-        Array::try_from(map).map_err(|e| ProbeError::Map("OFFSETS", e))?;
+    let mut table = vec![0u64; offsets::COUNT as usize];
     let mut known = BTreeSet::new();
     // A capability is there when all its members are: one report per capability.
     let mut missing: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
@@ -48,9 +46,7 @@ pub(super) fn write_offsets(
         match offset {
             Some(offset) => {
                 // Stored as offset + 1: 0 means unknown to the probes.
-                table
-                    .set(index, offset + 1, 0)
-                    .map_err(|e| ProbeError::Map("OFFSETS", e))?;
+                table[index as usize] = offset + 1;
                 known.insert(index);
             }
             None => {
@@ -69,7 +65,7 @@ pub(super) fn write_offsets(
             );
         }
     }
-    Ok(known)
+    (table, known)
 }
 
 /// Programs named in `VIGIL_DISABLE_PROBES` (comma-separated) are not attached: a way to
@@ -87,10 +83,13 @@ fn disabled_programs() -> Vec<String> {
 
 pub(super) fn attach_all(
     ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
     known: &BTreeSet<u32>,
     caps: &mut Capabilities,
 ) -> Result<(), ProbeError> {
     let disabled = disabled_programs();
+    // Set by the core capability, which comes first.
+    let mut keys = None;
     for &(capability, options) in PROBES_BY_CAPABILITY {
         let mut reasons = Vec::new();
         let mut attached = None;
@@ -99,12 +98,20 @@ pub(super) fn attach_all(
                 Err("disabled by VIGIL_DISABLE_PROBES".to_owned())
             } else if option.needs.iter().any(|n| !known.contains(n)) {
                 Err("needs struct offsets missing from BTF".to_owned())
+            } else if keys.is_some_and(|k| option.keys != SocketKeys::None && option.keys != k) {
+                Err(format!(
+                    "keys sockets {:?}, the connect program {keys:?}",
+                    option.keys
+                ))
             } else {
-                attach_one(ebpf, option)
+                attach_one(ebpf, btf, option)
             };
             match result {
                 Ok(()) => {
                     attached = Some(option.program);
+                    if capability == CORE_CAPABILITY {
+                        keys = Some(option.keys);
+                    }
                     break;
                 }
                 Err(reason) => reasons.push(format!("{}: {reason}", option.program)),
@@ -129,11 +136,17 @@ pub(super) fn attach_all(
     Ok(())
 }
 
-fn attach_one(ebpf: &mut Ebpf, option: &ProbeOption) -> Result<(), String> {
+fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, option: &ProbeOption) -> Result<(), String> {
     let prog = ebpf
         .program_mut(option.program)
         .ok_or("program missing from the object")?;
     match option.attach {
+        Attach::Btf(event) => {
+            let btf = btf.ok_or("the kernel's BTF could not be read")?;
+            let prog: &mut BtfTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            prog.load(event, btf).map_err(|e| format!("load: {e}"))?;
+            prog.attach().map_err(|e| format!("attach: {e}"))?;
+        }
         Attach::Raw(event) => {
             let prog: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
             prog.load().map_err(|e| format!("load: {e}"))?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tracing::warn;
 use vigil_agent_ebpf::{connection::PORT_BITMAP_WORDS, stats, ConnectionClosed, ProcessExit};
 
-use attach::{attach_all, write_offsets};
+use attach::{attach_all, find_offsets};
 use prerequisites::{check_privileges, ensure_tracefs, relax_memlock, TRACEFS};
 
 mod attach;
@@ -82,12 +82,19 @@ impl Probes {
         check_privileges()?;
         ensure_tracefs()?;
         relax_memlock();
-        // Not `Ebpf::load`: it parses the kernel's BTF twice, both held at once (~13 MiB
-        // each here); the loader alone parses it once and frees it when loading is done.
-        let mut ebpf = EbpfLoader::new().load(PROBES)?;
         let mut capabilities = Capabilities::default();
-        let known = write_offsets(&mut ebpf, &mut capabilities)?;
-        attach_all(&mut ebpf, &known, &mut capabilities)?;
+        let (offsets, known) = find_offsets(&mut capabilities);
+        // Parsed once (~13 MiB here) for the loader and the BTF-typed programs, and freed
+        // once they are attached (`Ebpf::load` would parse it twice and hold both).
+        let btf = aya::Btf::from_sys_fs()
+            .inspect_err(|e| warn!("kernel BTF: {e}; the classic tracepoints will serve"))
+            .ok();
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global("OFFSETS", offsets.as_slice(), true)
+            .load(PROBES)?;
+        attach_all(&mut ebpf, btf.as_ref(), &known, &mut capabilities)?;
+        drop(btf);
         let connections = take_ring(&mut ebpf, "CONNECTION_EVENTS")?;
         let exits = take_ring(&mut ebpf, "EXIT_EVENTS")?;
         Ok(Probes {
