@@ -236,9 +236,22 @@ fn many_connections_at_once_are_each_reported_once() {
     let open: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let accepted = acceptor.join().unwrap();
     drop((open, accepted));
-    let records = trace.wait_for(port, N).stop();
+    // A connection is reported when it reaches CLOSE; on a loaded machine 400 closing
+    // handshakes can take a while (a lost FIN waits for its retransmit).
+    let records = trace
+        .wait_within(port, N, std::time::Duration::from_secs(60))
+        .stop();
     let mine = records_for(&records, port);
-    assert_eq!(mine.len(), N, "one record per connection");
+    // On a miss, say where the other records went (another destination? none at all?).
+    let mut by_dst = std::collections::BTreeMap::new();
+    for r in &records {
+        *by_dst.entry(r["dst"].to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        mine.len(),
+        N,
+        "one record per connection; all records by destination: {by_dst:?}"
+    );
     let sources: std::collections::BTreeSet<&str> =
         mine.iter().map(|r| r["src"].as_str().unwrap()).collect();
     assert_eq!(sources.len(), N, "each record is its own connection");

@@ -60,7 +60,12 @@ impl Trace {
     /// Waits (up to 20 s) until `n` records for 127.0.0.1:`port` were printed: a connection is
     /// reported when it closes, which can trail the HTTP exchange on a busy machine.
     pub fn wait_for(self, port: u16, n: usize) -> Self {
-        crate::wait_for(Duration::from_secs(20), || {
+        self.wait_within(port, n, Duration::from_secs(20))
+    }
+
+    /// As `wait_for`, up to `limit`.
+    pub fn wait_within(self, port: u16, n: usize, limit: Duration) -> Self {
+        crate::wait_for(limit, || {
             records_for(&self.records.lock().unwrap(), port).len() >= n
         });
         self

@@ -59,6 +59,7 @@ pub async fn run(TraceArgs { ports, duration }: TraceArgs) -> anyhow::Result<()>
     info!(
         connects_seen = stats.connects_seen,
         events_lost = stats.events_lost,
+        track_failed = stats.track_failed,
         "trace done"
     );
     Ok(())
