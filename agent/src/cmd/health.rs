@@ -57,6 +57,7 @@ pub struct SelfMetrics {
     pub probe_track_failed: u64,
     pub probe_connects_seen: u64,
     pub probe_exits_lost: u64,
+    pub probe_runs_skipped: u64,
     pub connections_reported: u64,
     pub capabilities_missing: Vec<String>,
     pub spool_bytes: u64,
@@ -145,7 +146,7 @@ impl HealthState {
         for (name, help, value) in gauges {
             family(&mut out, name, "gauge", help, &[("", value)]);
         }
-        let counters: [(&str, &str, u64); 13] = [
+        let counters: [(&str, &str, u64); 14] = [
             (
                 "vigil_agent_probe_events_lost_total",
                 "Probe events lost (ring buffer full).",
@@ -165,6 +166,11 @@ impl HealthState {
                 "vigil_agent_probe_exits_lost_total",
                 "Exits of watched processes lost (ring buffer full).",
                 m.probe_exits_lost,
+            ),
+            (
+                "vigil_agent_probe_runs_skipped_total",
+                "Probe runs the kernel skipped: the same program was already running on that CPU (a nested event); a skipped close leaves its connection unreported.",
+                m.probe_runs_skipped,
             ),
             (
                 "vigil_agent_connections_reported_total",

@@ -266,6 +266,7 @@ fn self_metrics(
         probe_track_failed: sent.probe_track_failed,
         probe_connects_seen: probes.connects_seen,
         probe_exits_lost: probes.exits_lost,
+        probe_runs_skipped: probes.runs_skipped,
         connections_reported,
         capabilities_missing: sent.capabilities_missing.clone(),
         spool_bytes: sent.spool_bytes,

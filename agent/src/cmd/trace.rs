@@ -60,6 +60,7 @@ pub async fn run(TraceArgs { ports, duration }: TraceArgs) -> anyhow::Result<()>
         connects_seen = stats.connects_seen,
         events_lost = stats.events_lost,
         track_failed = stats.track_failed,
+        runs_skipped = stats.runs_skipped,
         "trace done"
     );
     Ok(())

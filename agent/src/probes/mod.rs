@@ -66,6 +66,10 @@ pub struct ProbeStats {
     pub track_failed: u64,
     pub connects_seen: u64,
     pub exits_lost: u64,
+    /// Program runs the kernel skipped because the same program was already running on that
+    /// CPU (an event nested in another, such as a softirq arriving mid-run): a state change
+    /// skipped this way can leave a connection unreported. The kernel's `recursion_misses`.
+    pub runs_skipped: u64,
 }
 
 pub struct Probes {
@@ -179,7 +183,25 @@ impl Probes {
             track_failed: sum(stats::TRACK_FAILED),
             connects_seen: sum(stats::CONNECTS_SEEN),
             exits_lost: sum(stats::EXITS_LOST),
+            runs_skipped: self.runs_skipped(),
         }
+    }
+
+    /// `recursion_misses` of every loaded program, from the fdinfo of its fd (aya 0.14's
+    /// program info does not carry it).
+    fn runs_skipped(&self) -> u64 {
+        use std::os::fd::{AsFd, AsRawFd};
+        self.ebpf
+            .programs()
+            .filter_map(|(_, program)| program.fd().ok())
+            .filter_map(|fd| {
+                let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+                let info = std::fs::read_to_string(path).ok()?;
+                info.lines()
+                    .find_map(|l| l.strip_prefix("recursion_misses:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
     }
 }
 
