@@ -51,16 +51,42 @@ pub fn serialize_rfc3339_opt<S: serde::Serializer>(
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-25T10:13:58.123456Z`.
 pub fn rfc3339(unix_ns: i128) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, unix_ns);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// `rfc3339` appended to `out` digit by digit: `trace` writes one per connection, and
+/// `format!` cost more than the rest of its line.
+pub fn write_rfc3339(out: &mut Vec<u8>, unix_ns: i128) {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
-    let micros = unix_ns.rem_euclid(1_000_000_000) / 1000;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let micros = (unix_ns.rem_euclid(1_000_000_000) / 1000) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, m, d) = vigil_wire::time::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        // Outside four digits (never from a real clock): the plain way.
+        let (h, min, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        let text = format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{micros:06}Z");
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let mut digits = |value: u32, width: usize, after: u8| {
+        let mut buf = [b'0'; 6];
+        let mut v = value;
+        for slot in buf[..width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&buf[..width]);
+        out.push(after);
+    };
+    digits(y as u32, 4, b'-');
+    digits(m, 2, b'-');
+    digits(d, 2, b'T');
+    digits(rem / 3600, 2, b':');
+    digits(rem % 3600 / 60, 2, b':');
+    digits(rem % 60, 2, b'.');
+    digits(micros, 6, b'Z');
 }
 
 #[cfg(test)]

@@ -87,13 +87,18 @@ fn starts_and_demands_the_token(tag: &str, toml: &str) {
     );
     let _ = child.kill();
     let _ = child.wait();
-    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let said = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{tag}: the collector's log {}: {e}", log.display()));
     assert!(
         ready,
         "{tag}: the collector did not get ready:\n{said}\nconfig:\n{text}"
     );
-    let status = unauthenticated.map(|r| r.status).unwrap_or(0);
-    assert_eq!(status, 401, "{tag}: ingest without the token:\n{said}");
+    let response = unauthenticated
+        .unwrap_or_else(|e| panic!("{tag}: ingest without the token got no answer: {e}\n{said}"));
+    assert_eq!(
+        response.status, 401,
+        "{tag}: ingest without the token:\n{said}"
+    );
 }
 
 #[test]

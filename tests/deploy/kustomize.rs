@@ -81,18 +81,21 @@ fn apply_patch(dir: &Path, patch: &Value, docs: &mut [Value]) -> Result<(), Stri
     Ok(())
 }
 
+/// A target field the document lacks does not match (kustomize's rule); a field the target
+/// leaves out matches anything. The core group has no `group/` prefix.
 fn selects(target: &Value, doc: &Value) -> bool {
-    let api_version = text(doc, "/apiVersion").unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let wants = |key: &str, have: &str| text(target, key).is_none_or(|want| want == have);
+    let api_version = text(doc, "/apiVersion");
+    let (group, version) = match api_version.map(|v| v.rsplit_once('/').unwrap_or(("", v))) {
+        Some((group, version)) => (Some(group), Some(version)),
+        None => (None, None),
+    };
+    let wants =
+        |key: &str, have: Option<&str>| text(target, key).is_none_or(|want| have == Some(want));
     wants("/group", group)
         && wants("/version", version)
-        && wants("/kind", text(doc, "/kind").unwrap_or_default())
-        && wants("/name", text(doc, "/metadata/name").unwrap_or_default())
-        && wants(
-            "/namespace",
-            text(doc, "/metadata/namespace").unwrap_or_default(),
-        )
+        && wants("/kind", text(doc, "/kind"))
+        && wants("/name", text(doc, "/metadata/name"))
+        && wants("/namespace", text(doc, "/metadata/namespace"))
 }
 
 /// One RFC 6902 operation: add, remove or replace (what the overlays use).

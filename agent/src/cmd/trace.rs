@@ -2,7 +2,7 @@
 //! tcpconnlat-style, for humans and scripts.
 use std::{
     collections::BTreeSet,
-    io::{BufWriter, Write},
+    io::Write,
     time::{Duration, Instant},
 };
 
@@ -39,17 +39,18 @@ pub async fn run(TraceArgs { ports, duration }: TraceArgs) -> anyhow::Result<()>
     // Tells scripts the probes are live before they start traffic.
     eprintln!("vigil-agent trace: ready");
     let deadline = duration.map(|d| Instant::now() + d);
-    // One write per poll, not one per record.
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    // One write per poll, not one per record, from a buffer kept across polls.
+    let mut out = std::io::stdout().lock();
+    let mut lines = Vec::with_capacity(64 << 10);
     let mut lost_reported = 0;
     loop {
         let stopping = matches!(ticks.next().await, Tick::Stop)
             || deadline.is_some_and(|d| Instant::now() >= d);
-        print_connections(&mut probes, &clock, &mut out)?;
+        print_connections(&mut probes, &clock, &mut lines, &mut out)?;
         if stopping {
             break;
         }
-        let lost = probes.stats().events_lost;
+        let lost = probes.events_lost();
         if lost > lost_reported {
             warn!(lost = lost - lost_reported, "ring buffer full: events lost");
             lost_reported = lost;
@@ -69,12 +70,13 @@ pub async fn run(TraceArgs { ports, duration }: TraceArgs) -> anyhow::Result<()>
 fn print_connections(
     probes: &mut Probes,
     clock: &MonotonicClock,
+    lines: &mut Vec<u8>,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let mut lines = Vec::with_capacity(64 << 10);
+    lines.clear();
     probes.drain_connections(|ev| {
-        super::trace_line::write_line(&ConnectionRecord::from_event(&ev, clock), &mut lines);
+        super::trace_line::write_line(&ConnectionRecord::from_event(&ev, clock), lines);
     });
-    out.write_all(&lines)?;
+    out.write_all(lines)?;
     out.flush()
 }

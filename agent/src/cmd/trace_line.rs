@@ -4,12 +4,12 @@
 //! was half of the agent's CPU, and the agent shares the core with nginx.
 use std::{io::Write, net::SocketAddr};
 
-use crate::{clock::rfc3339, probes::connection::ConnectionRecord};
+use crate::{clock::write_rfc3339, probes::connection::ConnectionRecord};
 
 pub fn write_line(r: &ConnectionRecord, out: &mut Vec<u8>) {
     let mut int = itoa::Buffer::new();
     out.extend_from_slice(b"{\"ts\":\"");
-    timestamp(out, r.unix_ns);
+    write_rfc3339(out, r.unix_ns);
     out.extend_from_slice(b"\",\"pid\":");
     out.extend_from_slice(int.format(r.pid).as_bytes());
     out.extend_from_slice(b",\"tid\":");
@@ -68,35 +68,6 @@ fn addr(out: &mut Vec<u8>, key: &[u8], addr: SocketAddr) {
         }
         SocketAddr::V6(_) => write!(out, "{addr}").expect("writing to a Vec"),
     }
-}
-
-/// `clock::rfc3339`'s format (a test holds them equal), without its `format!`.
-fn timestamp(out: &mut Vec<u8>, unix_ns: i128) {
-    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
-    let micros = (unix_ns.rem_euclid(1_000_000_000) / 1000) as u32;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
-    let (y, m, d) = vigil_wire::time::civil_from_days(days);
-    if !(0..=9999).contains(&y) {
-        out.extend_from_slice(rfc3339(unix_ns).as_bytes());
-        return;
-    }
-    let mut digits = |value: u32, width: usize, after: u8| {
-        let mut buf = [b'0'; 6];
-        let mut v = value;
-        for slot in buf[..width].iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        out.extend_from_slice(&buf[..width]);
-        out.push(after);
-    };
-    digits(y as u32, 4, b'-');
-    digits(m, 2, b'-');
-    digits(d, 2, b'T');
-    digits(rem / 3600, 2, b':');
-    digits(rem % 3600 / 60, 2, b':');
-    digits(rem % 60, 2, b'.');
-    digits(micros, 6, b'Z');
 }
 
 /// serde_json's float format (shortest round trip, `1.0` not `1`), and null for none.

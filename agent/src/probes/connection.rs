@@ -9,17 +9,21 @@ use vigil_wire::ConnectResult;
 
 use crate::{clock::MonotonicClock, host::listeners::ip_from};
 
-/// Who ended an established connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Who ended an established connection; serialized as its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClosedBy {
     Client,
     Upstream,
     Reset,
 }
 
+impl Serialize for ClosedBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
 impl ClosedBy {
-    /// As serialized.
     pub fn label(self) -> &'static str {
         match self {
             ClosedBy::Client => "client",

@@ -172,19 +172,29 @@ impl Probes {
         drain(&mut self.exits, &mut each)
     }
 
+    /// Every counter, the skipped runs included (a file read per program: not for each poll).
     pub fn stats(&self) -> ProbeStats {
-        let map = self.ebpf.map("PROBE_STATS").expect("map in object");
-        let Ok(map) = PerCpuArray::<_, u64>::try_from(map) else {
-            return ProbeStats::default();
-        };
-        let sum = |index: u32| map.get(&index, 0).map(|v| v.iter().sum()).unwrap_or(0);
         ProbeStats {
-            events_lost: sum(stats::EVENTS_LOST),
-            track_failed: sum(stats::TRACK_FAILED),
-            connects_seen: sum(stats::CONNECTS_SEEN),
-            exits_lost: sum(stats::EXITS_LOST),
+            events_lost: self.counter(stats::EVENTS_LOST),
+            track_failed: self.counter(stats::TRACK_FAILED),
+            connects_seen: self.counter(stats::CONNECTS_SEEN),
+            exits_lost: self.counter(stats::EXITS_LOST),
             runs_skipped: self.runs_skipped(),
         }
+    }
+
+    /// Connection records lost so far (ring buffer full): cheap enough for every poll.
+    pub fn events_lost(&self) -> u64 {
+        self.counter(stats::EVENTS_LOST)
+    }
+
+    /// A `PROBE_STATS` counter summed over CPUs.
+    fn counter(&self, index: u32) -> u64 {
+        let map = self.ebpf.map("PROBE_STATS").expect("map in object");
+        PerCpuArray::<_, u64>::try_from(map)
+            .and_then(|map| map.get(&index, 0))
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
     }
 
     /// `recursion_misses` of every loaded program, from the fdinfo of its fd (aya 0.14's

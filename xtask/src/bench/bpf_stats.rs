@@ -11,12 +11,12 @@ use anyhow::Context;
 const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// Stats are on while this lives; the previous setting comes back on drop.
-pub(super) struct StatsOn {
+struct StatsOn {
     previous: String,
 }
 
 impl StatsOn {
-    pub(super) fn enable() -> anyhow::Result<Self> {
+    fn enable() -> anyhow::Result<Self> {
         let previous = fs::read_to_string(SYSCTL).with_context(|| format!("reading {SYSCTL}"))?;
         fs::write(SYSCTL, "1").with_context(|| format!("enabling {SYSCTL}"))?;
         Ok(StatsOn { previous })
@@ -37,7 +37,7 @@ pub(super) struct ProgramCost {
 }
 
 /// The cost so far of every program process `pid` holds, by program name.
-pub(super) fn programs_of(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramCost>> {
+fn programs_of(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramCost>> {
     let names = jited_names();
     let mut costs = BTreeMap::new();
     let dir = format!("/proc/{pid}/fdinfo");
@@ -80,8 +80,21 @@ fn jited_names() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Runs `work` with stats on; returns its result and what process `pid`'s programs cost
+/// meanwhile.
+pub(super) fn during<T>(
+    pid: u32,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<(T, BTreeMap<String, ProgramCost>)> {
+    let _stats = StatsOn::enable()?;
+    let before = programs_of(pid)?;
+    let result = work()?;
+    let after = programs_of(pid)?;
+    Ok((result, difference(&before, &after)))
+}
+
 /// What ran between two readings.
-pub(super) fn difference(
+fn difference(
     before: &BTreeMap<String, ProgramCost>,
     after: &BTreeMap<String, ProgramCost>,
 ) -> BTreeMap<String, ProgramCost> {

@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     agent::{Agent, Consumer},
-    bpf_stats::{difference, programs_of, report, StatsOn},
+    bpf_stats::{during, report},
     stats::{latency_paired_report, latency_report, percentile, verdict},
 };
 
@@ -75,12 +75,9 @@ pub(super) fn latency_and_agent_cpu(agent_bin: &Path) -> anyhow::Result<()> {
 /// The probes' own time per tracked connect (bpf_stats), connect to close.
 fn probes_time_per_connect(agent_bin: &Path, listener: &TcpListener) -> anyhow::Result<()> {
     let agent = Agent::start(agent_bin, listener.local_addr()?.port())?;
-    let _stats = StatsOn::enable()?;
-    let before = programs_of(agent.pid())?;
-    connect_block(listener, CONNECTS_PER_BLOCK)?;
-    let after = programs_of(agent.pid())?;
+    let (_, costs) = during(agent.pid(), || connect_block(listener, CONNECTS_PER_BLOCK))?;
     let connects = (WARMUP + CONNECTS_PER_BLOCK) as f64;
-    report(&difference(&before, &after), connects, "connect");
+    report(&costs, connects, "connect");
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 
 use super::{
     agent::{Agent, Consumer},
-    bpf_stats::{difference, programs_of, report, StatsOn},
+    bpf_stats::{during, report},
     stats::{median, paired, paired_median, spread, verdict},
 };
 use crate::cmd::cmd;
@@ -87,16 +87,14 @@ pub(super) fn proxied_requests(agent_bin: &Path) -> anyhow::Result<()> {
 /// and the agent's CPU, with the agent as `trace`. Returns their share of the core's time.
 fn cost_per_request(agent_bin: &Path, nginx: &Nginx) -> anyhow::Result<f64> {
     let agent = Agent::start_as(agent_bin, nginx.upstream, Consumer::Trace)?;
-    let _stats = StatsOn::enable()?;
-    let (before, cpu) = (programs_of(agent.pid())?, agent.cpu_seconds()?);
-    let run = wrk(nginx.front)?;
-    let after = programs_of(agent.pid())?;
+    let cpu = agent.cpu_seconds()?;
+    let (run, costs) = during(agent.pid(), || wrk(nginx.front))?;
     let used = agent.cpu_seconds()? - cpu;
     println!(
         "where the time goes with the agent as `trace` ({} requests at {:.0} req/s):",
         run.requests, run.rate
     );
-    let probes_ns = report(&difference(&before, &after), run.requests as f64, "request");
+    let probes_ns = report(&costs, run.requests as f64, "request");
     let agent_ns = used * 1e9 / run.requests as f64;
     println!(
         "  the agent's own CPU: {:.2} µs per request",
